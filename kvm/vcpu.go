@@ -3,6 +3,7 @@ package kvm
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"unsafe"
 
@@ -95,12 +96,23 @@ var ErrInterrupted = errors.New("KVM_RUN interrupted")
 // It returns ErrInterrupted (which wraps EINTR) when kicked, and an error
 // naming KVM_RUN for real failures. The exit itself is read with ExitReason
 // and the accessors below.
+//
+// An application processor waiting for INIT/SIPI blocks inside KVM_RUN;
+// when the IPIs arrive KVM returns EAGAIN so that userspace can look at the
+// new state. govmm has nothing to do there, so Run simply enters again.
 func (v *VCPU) Run() error {
-	_, err := ioctl(v.fd, "KVM_RUN", ioctlRun, 0)
-	if err != nil && errors.Is(err, unix.EINTR) {
-		return errors.Join(ErrInterrupted, err)
+	for {
+		_, err := ioctl(v.fd, "KVM_RUN", ioctlRun, 0)
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, unix.EINTR):
+			return errors.Join(ErrInterrupted, err)
+		case errors.Is(err, unix.EAGAIN):
+			continue
+		}
+		return err
 	}
-	return err
 }
 
 // ExitReason returns why the last Run returned.
@@ -283,9 +295,20 @@ func (v *VCPU) SetMSRs(entries []MSREntry) error {
 		return err
 	}
 	if n != len(entries) {
-		return errorf("KVM_SET_MSRS", "MSR %#x was refused (%d of %d set)", entries[n].Index, n, len(entries))
+		return &Error{Op: "KVM_SET_MSRS", Err: &RefusedMSRError{Index: entries[n].Index, Count: n}}
 	}
 	return nil
+}
+
+// RefusedMSRError says which MSR KVM_SET_MSRS stopped at: the first Count
+// entries were written, entry Count (MSR Index) was refused.
+type RefusedMSRError struct {
+	Index uint32
+	Count int
+}
+
+func (e *RefusedMSRError) Error() string {
+	return fmt.Sprintf("MSR %#x was refused after %d were set", e.Index, e.Count)
 }
 
 // GetMSRs reads the MSRs whose Index fields are set, filling Data.

@@ -16,8 +16,9 @@
 # needed, and apt's output is shown only if something fails.
 set -euo pipefail
 
-pkgs_testbed=(qemu-system-x86 cpio gzip xz-utils git)
-pkgs_guests=(cpio gzip xz-utils zstd)
+pkgs_testbed=(qemu-system-x86 cpio gzip xz-utils kmod)
+# kmod: depmod, because Debian's kernel .debs ship no modules.dep.
+pkgs_guests=(cpio gzip xz-utils zstd kmod)
 # libelf-dev: objtool (x86-64 builds use it for the ORC unwinder / stack
 # validation). libssl-dev: scripts/sign-file and certs/ are built by the kernel
 # build even when module signing is off in some configurations.

@@ -1,0 +1,51 @@
+# govmm's build, demo and test entry points. The README's two commands are
+# `make demo` and `make test`; .ci/run calls `make test`.
+
+GO        ?= go
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+LDFLAGS   := -s -w -X main.version=$(VERSION)
+# E2E_TIMEOUT bounds the whole end-to-end run inside the test bed (seconds).
+E2E_TIMEOUT ?= 2400
+
+.PHONY: all build test unit e2e e2e-direct guests demo bench fuzz vet clean
+
+all: build
+
+# A static binary: no cgo, so it runs anywhere, including inside the test
+# bed's minimal L1 userspace.
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/govmm ./cmd/govmm
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+
+# Tier 1 and 2: unit tests and KVM smoke tests on this host's /dev/kvm,
+# under the race detector.
+unit: vet
+	$(GO) test -race -count=1 ./...
+
+# Tier 3: boot real Linux kernels. Directly when this host's KVM is
+# hardware-assisted, otherwise inside the nested test bed.
+e2e: build guests
+	scripts/e2e.sh
+
+guests:
+	scripts/guest-assets.sh all
+
+# All three tiers.
+test: unit e2e
+
+# Boot a stock Debian kernel to its userspace (in the test bed if needed).
+demo: build
+	scripts/demo.sh
+
+bench: build guests
+	scripts/bench-boot.sh
+
+# A short run of every fuzz target.
+fuzz:
+	scripts/fuzz.sh
+
+clean:
+	rm -rf bin build/e2e.test

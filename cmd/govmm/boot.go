@@ -1,0 +1,144 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/govmm/govmm/bootloader"
+	"github.com/govmm/govmm/machine"
+	"github.com/spf13/pflag"
+)
+
+// defaultMem is the guest RAM when --mem is not given.
+const defaultMem = "512M"
+
+// exitSignalBase + signal number is the status after a stopping signal, as
+// shells report it.
+const exitSignalBase = 128
+
+func cmdBoot(args []string, stdin *os.File, stdout, stderr io.Writer) (int, error) {
+	fs := pflag.NewFlagSet("boot", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	kernel := fs.String("kernel", "", "Linux kernel `bzImage` to boot (required)")
+	initrd := fs.String("initrd", "", "initial ramdisk `file`")
+	cmdline := fs.String("append", machine.DefaultCmdline, "kernel command line")
+	mem := fs.String("mem", defaultMem, "guest RAM `size`, like 256M or 2G")
+	cpus := fs.Int("cpus", 1, "number of vCPUs (1-64)")
+	raw := fs.Bool("raw", false, "treat --kernel as a flat real-mode image, loaded and entered at 0000:7C00 like a boot sector")
+	logLevel := fs.String("log-level", "warn", "diagnostics `level`: debug, info, warn or error")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: govmm boot --kernel PATH [options]\n\nBoots a Linux bzImage. The guest's serial console (COM1) is govmm's\nstdin/stdout; on a terminal, Ctrl-A X quits.\n\nOptions:\n%s", fs.FlagUsages())
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return exitOK, err
+		}
+		return exitUsage, usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return exitUsage, usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	}
+	if *kernel == "" {
+		return exitUsage, usageError{errors.New("--kernel is required")}
+	}
+	log, err := newLogger(stderr, *logLevel)
+	if err != nil {
+		return exitUsage, err
+	}
+	memSize, err := parseSize(*mem)
+	if err != nil {
+		return exitUsage, usageError{fmt.Errorf("--mem: %w", err)}
+	}
+	if *cpus < machine.MinCPUs || *cpus > machine.MaxCPUs {
+		return exitUsage, usageError{fmt.Errorf("--cpus %d: must be between %d and %d", *cpus, machine.MinCPUs, machine.MaxCPUs)}
+	}
+	cfg := machine.Config{
+		Cmdline:  *cmdline,
+		MemSize:  memSize,
+		CPUs:     *cpus,
+		RealMode: *raw,
+		Console:  stdout,
+		Stdin:    stdin,
+		Log:      log,
+	}
+	if cfg.Kernel, err = readInput("kernel", *kernel); err != nil {
+		return exitError, err
+	}
+	if !*raw {
+		// Checked here too so the message can name the file.
+		if _, err := bootloader.ParseSetupHeader(cfg.Kernel); err != nil {
+			return exitError, fmt.Errorf("kernel %s: %w", *kernel, err)
+		}
+	}
+	if *initrd != "" && *raw {
+		return exitUsage, usageError{errors.New("--initrd cannot be used with --raw")}
+	}
+	if *initrd != "" {
+		if cfg.Initrd, err = readInput("initrd", *initrd); err != nil {
+			return exitError, err
+		}
+	}
+
+	m, err := machine.New(cfg)
+	if err != nil {
+		return exitError, err
+	}
+	defer m.Close()
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	var caught atomic.Value // the os.Signal that stopped the guest
+	go func() {
+		for s := range sigs {
+			caught.Store(s)
+			m.Stop("received " + s.String())
+		}
+	}()
+
+	res := m.Run()
+	log.Info("guest ended", "reason", res.Reason.String(), "detail", res.Detail)
+	for reason, n := range m.ExitCounts() {
+		log.Debug("VM exits", "reason", reason.String(), "count", n)
+	}
+	switch res.Reason {
+	case machine.Failed:
+		// The whole error, with the register dump that follows its
+		// first line.
+		fmt.Fprintf(stderr, "govmm: %s\n", res.Err)
+		return exitError, nil
+	case machine.Stopped:
+		if s, ok := caught.Load().(syscall.Signal); ok {
+			fmt.Fprintf(stderr, "govmm: stopped by %s\n", s)
+			return exitSignalBase + int(s), nil
+		}
+	}
+	return exitOK, nil
+}
+
+// readInput reads a user-supplied file, with an error that says which
+// input it was and what is wrong with it.
+func readInput(what, path string) ([]byte, error) {
+	fi, err := os.Stat(path)
+	if err == nil && fi.IsDir() {
+		return nil, fmt.Errorf("%s %s: is a directory, not a file", what, path)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return nil, fmt.Errorf("cannot read %s %s: %w", what, path, err)
+	}
+	if len(b) == 0 {
+		return nil, fmt.Errorf("%s %s is empty", what, path)
+	}
+	return b, nil
+}

@@ -1,0 +1,233 @@
+// Package e2e holds govmm's end-to-end tests: they boot real Linux kernels
+// with bin/govmm and check that each reaches its initramfs init, prints its
+// markers and ends cleanly with exit status 0.
+//
+// They need hardware-assisted KVM and the guest assets from
+// scripts/guest-assets.sh. scripts/e2e.sh (make e2e) runs them directly on
+// a VMX/SVM host and inside the nested test bed elsewhere, with GOVMM_E2E=1:
+// then a missing prerequisite is a failure, not a skip. A plain `go test
+// ./...` without GOVMM_E2E skips them, naming what is missing.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// bootTimeout bounds one guest boot. Stock kernels boot in seconds even in
+// the nested test bed; the bound only keeps a hung guest from hanging CI.
+const bootTimeout = 4 * time.Minute
+
+// repoRoot finds the repository root (the directory holding go.mod).
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	require.NoError(t, err)
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("cannot find the repository root (go.mod) above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// hardwareKVM reports whether /dev/kvm is hardware-assisted here.
+func hardwareKVM() bool {
+	if _, err := os.Stat("/sys/module/kvm_pvm"); err == nil {
+		return false
+	}
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return false
+	}
+	return regexp.MustCompile(`(?m)^flags\s*:.*\b(vmx|svm)\b`).Match(b)
+}
+
+// need checks the prerequisites: outside GOVMM_E2E=1 a missing one skips
+// the test, inside it fails the test.
+func need(t *testing.T, files ...string) {
+	t.Helper()
+	strict := os.Getenv("GOVMM_E2E") == "1"
+	miss := func(format string, args ...any) {
+		t.Helper()
+		msg := fmt.Sprintf(format, args...)
+		if strict {
+			t.Fatal(msg)
+		}
+		t.Skip(msg + " (end-to-end tests run with `make e2e`)")
+	}
+	if !hardwareKVM() {
+		miss("needs hardware-assisted KVM (VMX/SVM); this host's /dev/kvm is not")
+	}
+	for _, f := range files {
+		if _, err := os.Stat(f); err != nil {
+			miss("needs %s: %v", f, err)
+		}
+	}
+}
+
+// guest is a kernel and initramfs from scripts/guest-assets.sh.
+type guest struct {
+	name, kernel, initrd string
+}
+
+func guestAssets(t *testing.T, name string) guest {
+	root := repoRoot(t)
+	dir := filepath.Join(root, "build", "guests", name)
+	k := filepath.Join(dir, "vmlinuz")
+	if name == "minimal" {
+		k = filepath.Join(dir, "bzImage")
+	}
+	g := guest{name: name, kernel: k, initrd: filepath.Join(dir, "initramfs.cpio.gz")}
+	need(t, filepath.Join(root, "bin", "govmm"), g.kernel, g.initrd)
+	return g
+}
+
+// bootResult is one govmm run.
+type bootResult struct {
+	console string // stdout: the guest's serial console
+	stderr  string
+	status  int
+	elapsed time.Duration
+}
+
+// defaultAppend is the test command line less govmm.action: quiet keeps the
+// console short, reboot=k reboots through the keyboard controller.
+const defaultAppend = "console=ttyS0 reboot=k panic=-1 quiet"
+
+// boot runs bin/govmm boot with the guest, the init's action and extra
+// arguments.
+func boot(t *testing.T, g guest, action string, extra ...string) bootResult {
+	t.Helper()
+	return bootAppend(t, g, defaultAppend, action, extra...)
+}
+
+// bootAppend is boot with a command line of its own.
+func bootAppend(t *testing.T, g guest, cmdline, action string, extra ...string) bootResult {
+	t.Helper()
+	root := repoRoot(t)
+	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
+	defer cancel()
+	args := append([]string{"boot", "--kernel", g.kernel, "--initrd", g.initrd,
+		"--append", cmdline + " govmm.action=" + action}, extra...)
+	cmd := exec.CommandContext(ctx, filepath.Join(root, "bin", "govmm"), args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	err := cmd.Run()
+	r := bootResult{console: stdout.String(), stderr: stderr.String(), elapsed: time.Since(start)}
+	var ee *exec.ExitError
+	switch {
+	case ctx.Err() != nil:
+		t.Fatalf("govmm did not finish within %v\nconsole:\n%s\nstderr:\n%s", bootTimeout, tail(r.console), r.stderr)
+	case errors.As(err, &ee):
+		r.status = ee.ExitCode()
+	case err != nil:
+		t.Fatalf("running govmm: %v", err)
+	}
+	t.Logf("%s %s %v: status %d after %v", g.name, action, extra, r.status, r.elapsed.Round(time.Millisecond))
+	return r
+}
+
+func tail(s string) string {
+	const keep = 4000
+	if len(s) > keep {
+		return "..." + s[len(s)-keep:]
+	}
+	return s
+}
+
+var cpusRE = regexp.MustCompile(`GOVMM_CPUS=(\d+)`)
+
+// checkBoot asserts a clean run that reached init, saw cpus CPUs and
+// performed action.
+func checkBoot(t *testing.T, r bootResult, cpus int, action string) {
+	t.Helper()
+	ok := assert.Equal(t, 0, r.status, "govmm exit status")
+	ok = assert.Contains(t, r.console, "GOVMM_INIT_OK", "the initramfs init ran") && ok
+	m := cpusRE.FindStringSubmatch(r.console)
+	if assert.NotNil(t, m, "init printed GOVMM_CPUS") {
+		ok = assert.Equal(t, fmt.Sprint(cpus), m[1], "CPUs the guest sees") && ok
+	} else {
+		ok = false
+	}
+	ok = assert.Contains(t, r.console, "GOVMM_ACTION="+action) && ok
+	if !ok {
+		t.Logf("console:\n%s\nstderr:\n%s", tail(r.console), r.stderr)
+	}
+	assert.NotContains(t, r.stderr, "panic:", "govmm must never panic")
+}
+
+func TestCloudKernelOneCPU(t *testing.T) {
+	g := guestAssets(t, "debian-cloud")
+	checkBoot(t, boot(t, g, "poweroff", "--cpus", "1", "--mem", "512M"), 1, "poweroff")
+}
+
+func TestCloudKernelTwoCPUs(t *testing.T) {
+	g := guestAssets(t, "debian-cloud")
+	checkBoot(t, boot(t, g, "poweroff", "--cpus", "2", "--mem", "512M"), 2, "poweroff")
+}
+
+func TestCloudKernelReboot(t *testing.T) {
+	g := guestAssets(t, "debian-cloud")
+	checkBoot(t, boot(t, g, "reboot", "--cpus", "2", "--mem", "512M"), 2, "reboot")
+}
+
+// Linux's other reboot methods (arch/x86/kernel/reboot.c, reboot= in
+// Documentation/admin-guide/kernel-parameters.txt) each end govmm cleanly:
+// triple fault (t), the ACPI reset register (a) and port 0xCF9 (p).
+func TestCloudKernelRebootMethods(t *testing.T) {
+	g := guestAssets(t, "debian-cloud")
+	for _, method := range []string{"t", "a", "p"} {
+		t.Run("reboot="+method, func(t *testing.T) {
+			r := bootAppend(t, g, "console=ttyS0 panic=-1 quiet reboot="+method, "reboot", "--cpus", "1", "--mem", "512M")
+			checkBoot(t, r, 1, "reboot")
+		})
+	}
+}
+
+func TestGenericKernel(t *testing.T) {
+	g := guestAssets(t, "debian-generic")
+	checkBoot(t, boot(t, g, "poweroff", "--cpus", "2", "--mem", "768M"), 2, "poweroff")
+}
+
+func TestGenericKernelReboot(t *testing.T) {
+	g := guestAssets(t, "debian-generic")
+	checkBoot(t, boot(t, g, "reboot", "--cpus", "1", "--mem", "768M"), 1, "reboot")
+}
+
+// The minimal kernel has no ACPI: it finds its CPUs in the MP table, and
+// its "poweroff" halts every CPU, which govmm recognises as the end.
+func TestMinimalKernelPoweroff(t *testing.T) {
+	g := guestAssets(t, "minimal")
+	checkBoot(t, boot(t, g, "poweroff", "--cpus", "2", "--mem", "256M"), 2, "poweroff")
+}
+
+func TestMinimalKernelReboot(t *testing.T) {
+	g := guestAssets(t, "minimal")
+	checkBoot(t, boot(t, g, "reboot", "--cpus", "1", "--mem", "256M"), 1, "reboot")
+}
+
+// Large memory exercises RAM above the 32-bit MMIO hole (the e820 split).
+func TestCloudKernelMemoryAboveHole(t *testing.T) {
+	g := guestAssets(t, "debian-cloud")
+	r := boot(t, g, "poweroff", "--cpus", "1", "--mem", "3584M")
+	checkBoot(t, r, 1, "poweroff")
+	assert.True(t, strings.Contains(r.console, "MemTotal") || strings.Contains(r.console, "Hello"), "init reported memory")
+}

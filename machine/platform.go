@@ -1,0 +1,145 @@
+package machine
+
+import (
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/govmm/govmm/devices"
+	"github.com/govmm/govmm/kvm"
+)
+
+// ISA interrupt lines of the legacy devices (IBM PC/AT assignments). With
+// KVM's default routing GSI n drives PIC input n and IOAPIC pin n, and the
+// MP table and MADT describe ISA IRQs as identity-mapped, so each device
+// raises the GSI of its IRQ number.
+const (
+	irqPIT      = 0
+	irqKeyboard = 1
+	irqCOM1     = devices.COM1IRQ
+	irqRTC      = devices.RTCIRQ
+	irqSCI      = devices.SCIIRQ
+	irqMouse    = 12
+)
+
+// Legacy I/O ports outside the devices package's own constants.
+const (
+	pitBase         = 0x40 // i8254 counters 0-2 and the mode register
+	pitPorts        = 4
+	portB           = 0x61 // system control port B: PIT channel 2 gate, speaker
+	i8042DataPort   = 0x60
+	i8042StatusPort = 0x64
+	// postCodePort is the POST diagnostic port. Linux writes it as an I/O
+	// delay (arch/x86/include/asm/io.h: outb_p → slow_down_io → port 0x80),
+	// so it is claimed, and silently ignored, to keep the logs clean.
+	postCodePort = 0x80
+)
+
+// gsiLine is a devices.IRQLine that drives a GSI with KVM_IRQ_LINE.
+type gsiLine struct {
+	vm  *kvm.VM
+	gsi uint32
+	log *slog.Logger
+}
+
+func (l *gsiLine) SetLevel(high bool) {
+	if err := l.vm.IRQLine(l.gsi, high); err != nil {
+		l.log.Warn("cannot set interrupt line", "gsi", l.gsi, "err", err)
+	}
+}
+
+// platform is the set of legacy devices emulated in userspace.
+type platform struct {
+	out     *devices.BufferedWriter // guest console output, batched
+	console *devices.Console        // stdin → COM1, nil without stdin
+	uart    *devices.UART
+	pit     *devices.PIT
+	rtc     *devices.RTC
+	pm      *devices.PM
+
+	stopOnce sync.Once
+}
+
+// setupPlatform creates the userspace devices and puts them on the port
+// bus. Everything not listed here that a PC has (PICs, IOAPIC, local APICs)
+// lives in KVM.
+func (m *Machine) setupPlatform() error {
+	m.ports = devices.NewPortBus()
+	m.mmio.log = m.log
+	p := &platform{}
+	m.plat = p
+	line := func(gsi uint32) devices.IRQLine { return &gsiLine{vm: m.vm, gsi: gsi, log: m.log} }
+	power := func(ev devices.PowerEvent, reason string) {
+		switch ev {
+		case devices.PowerOff:
+			m.finish(Result{Reason: PowerOff, Detail: reason})
+		default:
+			m.finish(Result{Reason: Reset, Detail: reason})
+		}
+	}
+
+	p.out = devices.NewBufferedWriter(m.cfg.Console, devices.DefaultFlushDelay)
+	p.uart = devices.NewUART(p.out, line(irqCOM1))
+	p.pit = devices.NewPIT(line(irqPIT), devices.SystemClock)
+	p.rtc = devices.NewRTC(line(irqRTC), devices.SystemClock)
+	p.pm = devices.NewPM(devices.PMConfig{SCI: line(irqSCI), Power: power, S5SleepType: devices.DefaultS5SleepType})
+	kbc := devices.NewI8042(line(irqKeyboard), line(irqMouse), power)
+
+	for _, r := range []struct {
+		name       string
+		base, size uint16
+		dev        devices.PortDevice
+	}{
+		{"i8254 PIT", pitBase, pitPorts, p.pit},
+		{"port B (PIT gate, speaker)", portB, 1, p.pit.PortB()},
+		{"i8042 data", i8042DataPort, 1, kbc.DataPort()},
+		{"i8042 command/status", i8042StatusPort, 1, kbc.CommandPort()},
+		{"CMOS RTC", devices.RTCBase, devices.RTCPorts, p.rtc},
+		{"POST code", postCodePort, 1, devices.Ignore{}},
+		{"COM1 16550A UART", devices.COM1Base, devices.UARTPorts, p.uart},
+		{"reset control", devices.ResetControlPort, devices.ResetControlPorts, devices.NewResetControl(power)},
+		{"ACPI PM1a event", devices.DefaultPM1aEventPort, devices.PM1EventBlockLen, p.pm.EventBlock()},
+		{"ACPI PM1a control", devices.DefaultPM1aControlPort, devices.PM1ControlBlockLen, p.pm.ControlBlock()},
+		{"ACPI PM timer", devices.DefaultPMTimerPort, devices.PMTimerBlockLen, p.pm.Timer()},
+	} {
+		if err := m.ports.Register(r.name, r.base, r.size, r.dev); err != nil {
+			return fmt.Errorf("platform: %w", err)
+		}
+	}
+
+	if m.cfg.Stdin != nil {
+		c, err := devices.NewConsole(devices.ConsoleConfig{
+			In:     m.cfg.Stdin,
+			Sink:   p.uart,
+			Out:    p.out,
+			OnQuit: func() { m.Stop("Ctrl-A X") },
+		})
+		if err != nil {
+			return fmt.Errorf("console: %w", err)
+		}
+		p.console = c
+	}
+	return nil
+}
+
+// start is called just before the vCPUs run.
+func (p *platform) start() {}
+
+// stop quiesces the devices after the vCPUs have stopped and flushes the
+// console, so every byte the guest wrote reaches stdout before govmm exits.
+func (p *platform) stop() {
+	p.stopOnce.Do(func() {
+		p.pit.Close()
+		p.rtc.Close()
+		if p.console != nil {
+			p.console.Close()
+		}
+	})
+	p.out.Flush()
+}
+
+// close releases what stop has not.
+func (p *platform) close() {
+	p.stop()
+	p.out.Close()
+}

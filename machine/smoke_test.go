@@ -1,0 +1,256 @@
+package machine
+
+import (
+	"bytes"
+	"encoding/binary"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/govmm/govmm/kvm"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// These KVM smoke tests run tiny hand-assembled guests on the local
+// /dev/kvm. A few thousand instructions each, they run even on a software
+// KVM such as kvm_pvm, which emulates guest kernel mode slowly.
+
+// smokeTimeout bounds a smoke test guest; they finish in well under a second.
+const smokeTimeout = 60 * time.Second
+
+func needKVM(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat(kvm.DevicePath); err != nil {
+		t.Skipf("KVM smoke test needs %s: %v", kvm.DevicePath, err)
+	}
+}
+
+// syncBuffer is a goroutine-safe bytes.Buffer for console output.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// runGuest builds and runs a machine, failing the test if it does not end
+// within smokeTimeout.
+func runGuest(t *testing.T, cfg Config) (Result, string) {
+	t.Helper()
+	needKVM(t)
+	var out syncBuffer
+	cfg.Console = &out
+	if cfg.MemSize == 0 {
+		cfg.MemSize = 64 << 20
+	}
+	if cfg.CPUs == 0 {
+		cfg.CPUs = 1
+	}
+	m, err := New(cfg)
+	require.NoError(t, err)
+	defer m.Close()
+	done := make(chan Result, 1)
+	go func() { done <- m.Run() }()
+	select {
+	case r := <-done:
+		return r, out.String()
+	case <-time.After(smokeTimeout):
+		m.Stop("test timeout")
+		<-done
+		t.Fatalf("guest did not finish within %v; console so far: %q", smokeTimeout, out.String())
+	}
+	return Result{}, ""
+}
+
+// realModeUARTPITReset is a real-mode program: it prints "HI" on COM1,
+// runs PIT channel 2 in mode 0 (the way Linux calibrates the TSC) and waits
+// for its OUT pin on port 0x61 bit 5, prints "P", then resets the machine
+// through the keyboard controller.
+var realModeUARTPITReset = []byte{
+	0xBA, 0xF8, 0x03, //       mov dx, 0x3f8       ; COM1 THR
+	0xB0, 'H', //              mov al, 'H'
+	0xEE,      //             out dx, al
+	0xB0, 'I', //              mov al, 'I'
+	0xEE,       //             out dx, al
+	0xE4, 0x61, //             in al, 0x61          ; port B
+	0x24, 0xFC, //             and al, 0xFC         ; speaker off
+	0x0C, 0x01, //             or al, 0x01          ; channel 2 gate on
+	0xE6, 0x61, //             out 0x61, al
+	0xB0, 0xB0, //             mov al, 0xB0         ; ch 2, lo/hi byte, mode 0
+	0xE6, 0x43, //             out 0x43, al
+	0xB0, 0x00, //             mov al, 0x00         ; count 0x0100: ~215 us
+	0xE6, 0x42, //             out 0x42, al
+	0xB0, 0x01, //             mov al, 0x01
+	0xE6, 0x42, //             out 0x42, al
+	0xE4, 0x61, // wait:       in al, 0x61
+	0xA8, 0x20, //             test al, 0x20        ; OUT2 high yet?
+	0x74, 0xFA, //             jz wait
+	0xB0, 'P', //              mov al, 'P'
+	0xEE,       //             out dx, al
+	0xB0, 0xFE, //             mov al, 0xFE         ; pulse the reset line
+	0xE6, 0x64, //             out 0x64, al
+	0xF4, //                   hlt
+}
+
+func TestSmokeRealModeUARTPITReset(t *testing.T) {
+	r, out := runGuest(t, Config{Kernel: realModeUARTPITReset, RealMode: true})
+	require.NoError(t, r.Err)
+	assert.Equal(t, Reset, r.Reason)
+	assert.Contains(t, r.Detail, "i8042")
+	assert.Equal(t, "HIP", out)
+}
+
+// TestSmokeHaltWithInterruptsOff: "cli; hlt" can never resume, which the
+// halt watchdog must notice.
+func TestSmokeHaltWithInterruptsOff(t *testing.T) {
+	r, out := runGuest(t, Config{Kernel: []byte{
+		0xBA, 0xF8, 0x03, // mov dx, 0x3f8
+		0xB0, '!', //        mov al, '!'
+		0xEE,       //             out dx, al
+		0xFA,       //             cli
+		0xF4,       //             hlt
+		0xEB, 0xFD, //       jmp $-1 (back to hlt)
+	}, RealMode: true})
+	require.NoError(t, r.Err)
+	assert.Equal(t, Halted, r.Reason)
+	assert.Equal(t, "!", out)
+}
+
+// TestSmokeTripleFault: with an empty IDT the first exception cannot be
+// delivered, nor can the #DF that follows, so the CPU shuts down: a triple
+// fault, which a PC turns into a reset (Intel SDM Vol. 3A §6.15, interrupt
+// 8). Linux's reboot=t uses exactly this.
+func TestSmokeTripleFault(t *testing.T) {
+	r, _ := runGuest(t, Config{Kernel: bzImage([]byte{
+		0x0F, 0x01, 0x1D, 0x03, 0x00, 0x00, 0x00, // lidt [rip+3]  ; the zeros below
+		0x0F, 0x0B, //                               ud2            ; #UD → #DF → shutdown
+		0xF4,                         //                                     hlt
+		0, 0, 0, 0, 0, 0, 0, 0, 0, 0, //             IDTR: limit 0, base 0
+	})})
+	require.NoError(t, r.Err)
+	assert.Equal(t, Reset, r.Reason)
+	assert.Contains(t, r.Detail, "triple fault")
+}
+
+// TestSmokeStop: a spinning guest stops on request, and Run returns.
+func TestSmokeStop(t *testing.T) {
+	needKVM(t)
+	m, err := New(Config{Kernel: []byte{0xEB, 0xFE}, RealMode: true, MemSize: 64 << 20, CPUs: 2})
+	require.NoError(t, err)
+	defer m.Close()
+	done := make(chan Result, 1)
+	go func() { done <- m.Run() }()
+	time.Sleep(100 * time.Millisecond)
+	m.Stop("test")
+	select {
+	case r := <-done:
+		assert.Equal(t, Stopped, r.Reason)
+	case <-time.After(smokeTimeout):
+		t.Fatal("Stop did not end Run")
+	}
+}
+
+// bzImage builds a minimal bzImage around 64-bit code placed at the 64-bit
+// entry point (protected-mode start + 0x200), with a setup header that
+// passes the bootloader's checks (Documentation/arch/x86/boot.rst).
+func bzImage(code64 []byte) []byte {
+	const (
+		setupSects  = 1
+		sectorSize  = 512
+		entry64Off  = 0x200
+		version     = 0x020F // protocol 2.15
+		loadedHigh  = 0x01
+		xlfKernel64 = 0x01
+	)
+	payload := make([]byte, entry64Off+len(code64))
+	copy(payload[entry64Off:], code64)
+	for len(payload)%16 != 0 {
+		payload = append(payload, 0)
+	}
+	img := make([]byte, (setupSects+1)*sectorSize, (setupSects+1)*sectorSize+len(payload))
+	le := binary.LittleEndian
+	img[0x1F1] = setupSects
+	le.PutUint32(img[0x1F4:], uint32(len(payload)/16)) // syssize
+	le.PutUint16(img[0x1FE:], 0xAA55)                  // boot_flag
+	img[0x200], img[0x201] = 0xEB, 0x66                // jump over the header
+	copy(img[0x202:], "HdrS")
+	le.PutUint16(img[0x206:], version)
+	img[0x211] = loadedHigh
+	le.PutUint32(img[0x22C:], 0x7FFFFFFF) // initrd_addr_max
+	le.PutUint32(img[0x230:], 0x200000)   // kernel_alignment
+	img[0x234] = 1                        // relocatable_kernel
+	le.PutUint16(img[0x236:], xlfKernel64)
+	le.PutUint32(img[0x238:], 2048)      // cmdline_size
+	le.PutUint64(img[0x258:], 0x1000000) // pref_address
+	le.PutUint32(img[0x260:], 0x100000)  // init_size
+	return append(img, payload...)
+}
+
+// printCmdlineAndPowerOff is 64-bit code that prints the command line,
+// found through boot_params (RSI) at cmd_line_ptr (offset 0x228), on COM1
+// and then powers off through ACPI: SLP_TYP=5 | SLP_EN into PM1a_CNT.
+var printCmdlineAndPowerOff = []byte{
+	0x8B, 0x86, 0x28, 0x02, 0x00, 0x00, // mov eax, [rsi+0x228]  ; cmd_line_ptr
+	0x48, 0x89, 0xC3, //                   mov rbx, rax
+	0x66, 0xBA, 0xF8, 0x03, //             mov dx, 0x3f8
+	0x8A, 0x03, //                   loop: mov al, [rbx]
+	0x84, 0xC0, //                         test al, al
+	0x74, 0x06, //                         jz done
+	0xEE,             //                   out dx, al
+	0x48, 0xFF, 0xC3, //                   inc rbx
+	0xEB, 0xF4, //                         jmp loop
+	0x66, 0xBA, 0x04, 0x06, //       done: mov dx, 0x604      ; PM1a_CNT
+	0x66, 0xB8, 0x00, 0x34, //             mov ax, 5<<10 | 1<<13
+	0x66, 0xEF, //                         out dx, ax
+	0xF4, //                               hlt
+}
+
+// TestSmokeLongModeBoot checks the whole 64-bit boot path on a tiny
+// kernel: long mode with govmm's page tables and GDT, RSI → boot_params,
+// the command line, and ACPI S5 power-off.
+func TestSmokeLongModeBoot(t *testing.T) {
+	r, out := runGuest(t, Config{Kernel: bzImage(printCmdlineAndPowerOff), Cmdline: "hello from the zero page"})
+	require.NoError(t, r.Err)
+	assert.Equal(t, PowerOff, r.Reason)
+	assert.Equal(t, "ACPI S5", r.Detail)
+	assert.Equal(t, "hello from the zero page", out)
+}
+
+// TestSmokeLongModeBootAboveHole boots the same tiny kernel with RAM above
+// the 32-bit MMIO hole, so there are two memory slots.
+func TestSmokeLongModeBootAboveHole(t *testing.T) {
+	r, out := runGuest(t, Config{Kernel: bzImage(printCmdlineAndPowerOff), Cmdline: "x", MemSize: 4 << 30, CPUs: 4})
+	require.NoError(t, r.Err)
+	assert.Equal(t, PowerOff, r.Reason)
+	assert.Equal(t, "x", out)
+}
+
+func TestConfigValidation(t *testing.T) {
+	ok := Config{Kernel: bzImage(nil), MemSize: 64 << 20, CPUs: 1}
+	require.NoError(t, ValidateConfig(&ok))
+	for name, mutate := range map[string]func(*Config){
+		"zero CPUs":      func(c *Config) { c.CPUs = 0 },
+		"65 CPUs":        func(c *Config) { c.CPUs = 65 },
+		"too little RAM": func(c *Config) { c.MemSize = 16 << 20 },
+		"unaligned RAM":  func(c *Config) { c.MemSize = 64<<20 + 1 },
+		"no kernel":      func(c *Config) { c.Kernel = nil },
+		"not a bzImage":  func(c *Config) { c.Kernel = make([]byte, 8192) },
+		"huge real mode": func(c *Config) { c.RealMode = true; c.Kernel = make([]byte, 1<<20) },
+	} {
+		c := ok
+		mutate(&c)
+		assert.Error(t, ValidateConfig(&c), name)
+	}
+}

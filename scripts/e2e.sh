@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs govmm's end-to-end tests (package e2e): real Linux kernels booted by
+# govmm to their initramfs and powered off or rebooted.
+#
+# Where this host's /dev/kvm is hardware-assisted (VMX/SVM) the tests run
+# directly. Otherwise, as on PVM hosts, they run inside the nested test bed
+# (scripts/nested-run.sh), whose L1 VM has hardware-assisted KVM under QEMU.
+#
+# Needs bin/govmm and the guest assets (make build guests).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+timeout=${E2E_TIMEOUT:-2400}
+# The test binary must be static: the test bed's L1 userspace is busybox.
+CGO_ENABLED=0 go test -c -o build/e2e.test ./e2e
+
+if bin/govmm probe 2>/dev/null | grep -q '^verdict: *hardware-assisted'; then
+  echo "e2e: hardware-assisted KVM here; running the end-to-end tests directly" >&2
+  GOVMM_E2E=1 build/e2e.test -test.v -test.timeout "${timeout}s"
+else
+  echo "e2e: no hardware-assisted KVM here; running the end-to-end tests in the nested test bed" >&2
+  GOVMM_E2E=1 scripts/nested-run.sh --timeout "$timeout" -- build/e2e.test -test.v -test.timeout "$((timeout - 120))s"
+fi

@@ -1,0 +1,226 @@
+# lib.sh — helpers shared by govmm's shell scripts. Source it; don't run it.
+#
+# Everything downloaded or built lands in ignored folders under build/:
+#   build/cache/debs/       .deb files fetched with `apt-get download`
+#   build/cache/unpacked/   those .debs unpacked with `dpkg -x` (one dir each)
+# Nothing here installs a package on the host: Debian kernels and busybox are
+# only downloaded and unpacked.
+
+# The repository root: this file lives in <root>/scripts. Resolved physically
+# (-P) because nested-run.sh mounts it inside L1 at the very same path.
+GOVMM_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
+GOVMM_BUILD="$GOVMM_ROOT/build"
+DEB_CACHE="$GOVMM_BUILD/cache/debs"
+UNPACK_CACHE="$GOVMM_BUILD/cache/unpacked"
+
+log() { echo "${LOG_PREFIX:-govmm}: $*" >&2; }
+die() { echo "${LOG_PREFIX:-govmm}: error: $*" >&2; exit 1; }
+
+# with_lock NAME CMD... — run CMD holding an exclusive lock, so concurrent
+# invocations (e.g. several nested-run.sh at once) don't build the same thing
+# twice or read half-written files.
+with_lock() {
+  local name=$1; shift
+  mkdir -p "$GOVMM_BUILD/locks"
+  (
+    flock 9
+    "$@"
+  ) 9>"$GOVMM_BUILD/locks/$name.lock"
+}
+
+# apt_candidate PKG — print the version apt would download, refreshing the
+# package lists once if apt doesn't know the package (fresh machines).
+_apt_updated=
+apt_candidate() {
+  local v
+  v=$(apt-cache policy "$1" 2>/dev/null | awk '/Candidate:/ {print $2}')
+  if [[ -z "$v" || "$v" == "(none)" ]] && [[ -z "$_apt_updated" ]]; then
+    log "refreshing apt package lists"
+    apt-get update -q >/dev/null 2>&1 || true
+    _apt_updated=1
+    v=$(apt-cache policy "$1" 2>/dev/null | awk '/Candidate:/ {print $2}')
+  fi
+  [[ -n "$v" && "$v" != "(none)" ]] || die "apt knows no package '$1'"
+  echo "$v"
+}
+
+# resolve_kernel_pkg META — the real kernel package behind a metapackage
+# (linux-image-amd64 -> linux-image-6.1.0-NN-amd64). The ABI number changes
+# with Debian security updates, so it is never hard-coded.
+resolve_kernel_pkg() {
+  local meta=$1 real
+  apt_candidate "$meta" >/dev/null
+  real=$(apt-cache depends "$meta" 2>/dev/null |
+         awk '$1 == "Depends:" && $2 ~ /^linux-image-[0-9]/ {print $2; exit}')
+  [[ -n "$real" ]] || die "cannot resolve the kernel package behind $meta"
+  echo "$real"
+}
+
+# deb_download PKG — download PKG's candidate .deb into the cache (once) and
+# print its path.
+deb_download() {
+  local pkg=$1 ver file tmp
+  ver=$(apt_candidate "$pkg")
+  mkdir -p "$DEB_CACHE"
+  # apt-get download names files pkg_version_arch.deb, with ':' as %3a.
+  file=$(compgen -G "$DEB_CACHE/${pkg}_${ver//:/%3a}_*.deb" | head -n1 || true)
+  if [[ -z "$file" ]]; then
+    log "downloading $pkg $ver"
+    tmp=$(mktemp -d "$DEB_CACHE/.dl.XXXXXX")
+    # As root apt warns that it can't drop privileges to _apt for a folder
+    # _apt can't write; harmless, so the output is only shown on failure.
+    if ! out=$(cd "$tmp" && apt-get download -q "$pkg=$ver" 2>&1); then
+      rm -rf "$tmp"
+      echo "$out" >&2
+      die "apt-get download $pkg=$ver failed"
+    fi
+    file="$DEB_CACHE/$(basename "$(ls "$tmp"/*.deb)")"
+    mv "$tmp"/*.deb "$file"   # atomic within the same file system
+    rm -rf "$tmp"
+  fi
+  echo "$file"
+}
+
+# deb_unpack PKG — download and `dpkg -x` PKG (once); print the directory.
+# Serialized with a lock: two scripts may want the same package at once.
+deb_unpack() { with_lock debs _deb_unpack "$1"; }
+_deb_unpack() {
+  local deb dir tmp
+  deb=$(deb_download "$1")
+  dir="$UNPACK_CACHE/$(basename "$deb" .deb)"
+  if [[ ! -e "$dir/.unpacked" ]]; then
+    mkdir -p "$UNPACK_CACHE"
+    tmp=$(mktemp -d "$UNPACK_CACHE/.x.XXXXXX")
+    dpkg -x "$deb" "$tmp"
+    rm -rf "$dir"
+    mv "$tmp" "$dir"
+    touch "$dir/.unpacked"
+  fi
+  echo "$dir"
+}
+
+# kernel_unpack META — unpack the kernel behind metapackage META and make its
+# module tree usable: Debian's .deb ships no modules.dep (the postinst runs
+# depmod), so run depmod on the unpacked tree. Prints the directory; the
+# release is in "$dir/kernel-release".
+kernel_unpack() { with_lock debs _kernel_unpack "$1"; }
+_kernel_unpack() {
+  local pkg dir rel
+  pkg=$(resolve_kernel_pkg "$1")
+  dir=$(_deb_unpack "$pkg")
+  if [[ ! -s "$dir/kernel-release" ]]; then
+    rel=$(ls "$dir/lib/modules")
+    [[ $(wc -w <<<"$rel") -eq 1 ]] || die "expected one module tree in $dir/lib/modules, got: $rel"
+    depmod -b "$dir" "$rel" || die "depmod failed for $pkg"
+    echo "$rel" >"$dir/kernel-release"
+  fi
+  echo "$dir"
+}
+
+# Module names: `modprobe` treats '-' and '_' alike (kvm-amd.ko is kvm_amd).
+_modname() {
+  local b=${1##*/}
+  b=${b%%.ko*}
+  echo "${b//-/_}"
+}
+
+# module_closure ROOT REL NAME... — print, in load order (dependencies first),
+# the paths (relative to lib/modules/REL) of the modules NAME... and of all
+# they depend on, from ROOT/lib/modules/REL/modules.dep. Names that are built
+# into the kernel (modules.builtin) are skipped silently; unknown names are an
+# error.
+module_closure() {
+  local root=$1 rel=$2; shift 2
+  local mdir="$root/lib/modules/$rel"
+  [[ -s "$mdir/modules.dep" ]] || die "no modules.dep in $mdir"
+  local -A dep_of=() path_of=() seen=()
+  local line mod deps name
+  while IFS= read -r line; do
+    mod=${line%%:*}
+    deps=${line#*:}
+    name=$(_modname "$mod")
+    path_of[$name]=$mod
+    dep_of[$name]=$deps
+  done <"$mdir/modules.dep"
+  local -A builtin=()
+  if [[ -f "$mdir/modules.builtin" ]]; then
+    while IFS= read -r line; do builtin[$(_modname "$line")]=1; done <"$mdir/modules.builtin"
+  fi
+  _visit() {
+    local n=$1 d
+    [[ -n "${seen[$n]-}" ]] && return 0
+    seen[$n]=1
+    if [[ -z "${path_of[$n]-}" ]]; then
+      [[ -n "${builtin[$n]-}" ]] && return 0
+      die "module '$n' is neither in modules.dep nor built into $rel"
+    fi
+    # modules.dep lists the full transitive closure; visiting each
+    # dependency first yields a valid load order.
+    for d in ${dep_of[$n]}; do _visit "$(_modname "$d")"; done
+    echo "${path_of[$n]}"
+  }
+  for name in "$@"; do _visit "${name//-/_}"; done
+}
+
+# install_modules ROOT REL DEST NAME... — copy the closure of modules NAME...
+# from the unpacked kernel ROOT into the initramfs tree DEST, decompressing
+# them if the kernel ships .ko.xz/.ko.zst/.ko.gz (busybox insmod may lack the
+# decompressor), and write DEST/lib/modules/load-order: one absolute path per
+# line, in the order /init must insmod them.
+install_modules() {
+  local root=$1 rel=$2 dest=$3; shift 3
+  local src="$root/lib/modules/$rel" ddir="$dest/lib/modules/$rel" p out list
+  local order=()
+  mkdir -p "$ddir"
+  list=$(module_closure "$root" "$rel" "$@") || exit 1
+  while IFS= read -r p; do
+    [[ -n "$p" ]] || continue
+    out="$ddir/${p%.ko*}.ko"
+    mkdir -p "$(dirname "$out")"
+    case "$p" in
+      *.ko)     cp "$src/$p" "$out" ;;
+      *.ko.xz)  xz -dc "$src/$p" >"$out" ;;
+      *.ko.zst) zstd -qdc "$src/$p" >"$out" ;;
+      *.ko.gz)  gzip -dc "$src/$p" >"$out" ;;
+      *) die "unexpected module file $p" ;;
+    esac
+    order+=("/lib/modules/$rel/${p%.ko*}.ko")
+  done <<<"$list"
+  printf '%s\n' ${order[@]+"${order[@]}"} >"$dest/lib/modules/load-order"
+}
+
+# install_busybox DEST — put Debian's static busybox into the initramfs tree
+# DEST with a symlink per applet, and the directories init expects.
+install_busybox() {
+  local dest=$1 bb applet
+  bb=$(deb_unpack busybox-static)/bin/busybox
+  mkdir -p "$dest"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,tmp,root,etc,run,mnt}
+  cp "$bb" "$dest/bin/busybox"
+  # The binary is static, so the host can ask it for its applet list.
+  for applet in $("$bb" --list); do
+    [[ "$applet" == busybox ]] && continue
+    ln -sf busybox "$dest/bin/$applet"
+  done
+  # The kernel opens /dev/console for init before anything is mounted; make
+  # the node when we can (we are normally root). /init remounts /dev anyway.
+  mknod -m 600 "$dest/dev/console" c 5 1 2>/dev/null || true
+  mknod -m 666 "$dest/dev/null" c 1 3 2>/dev/null || true
+}
+
+# pack_initramfs DIR OUT — pack DIR as a gzip-compressed newc cpio archive,
+# owned by root, with sorted names and no timestamps in the gzip header so the
+# same tree gives the same bytes.
+pack_initramfs() {
+  local dir=$1 out=$2
+  (cd "$dir" && find . -mindepth 1 -print0 | LC_ALL=C sort -z |
+     cpio --null --create --format=newc --owner=0:0 --reproducible --quiet) |
+    gzip -n -6 >"$out.tmp"
+  mv "$out.tmp" "$out"
+}
+
+# newer_than TARGET FILE... — true if TARGET exists and is newer than every FILE.
+newer_than() {
+  local t=$1 f; shift
+  [[ -e "$t" ]] || return 1
+  for f in "$@"; do [[ "$t" -nt "$f" ]] || return 1; done
+}
