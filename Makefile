@@ -5,9 +5,9 @@ GO        ?= go
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 # E2E_TIMEOUT bounds the whole end-to-end run inside the test bed (seconds).
-E2E_TIMEOUT ?= 2400
+export E2E_TIMEOUT ?= 2400
 
-.PHONY: all build test unit e2e e2e-direct guests demo bench fuzz vet clean
+.PHONY: all build deps test unit e2e guests demo bench fuzz vet clean
 
 all: build
 
@@ -15,6 +15,11 @@ all: build
 # bed's minimal L1 userspace.
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/govmm ./cmd/govmm
+
+# Debian packages the scripts and tests use (QEMU for the test bed, cpio,
+# the kernel build tools, iasl for the ACPI table tests).
+deps:
+	scripts/install-deps.sh
 
 vet:
 	$(GO) vet ./...
@@ -34,10 +39,11 @@ guests:
 	scripts/guest-assets.sh all
 
 # All three tiers.
-test: unit e2e
+test: deps unit e2e
 
 # Boot a stock Debian kernel to its userspace (in the test bed if needed).
 demo: build
+	scripts/install-deps.sh testbed
 	scripts/demo.sh
 
 bench: build guests

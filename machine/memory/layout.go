@@ -7,8 +7,9 @@
 // specification's E820 chapter (ACPI 6.5 §15):
 //
 //	0x0000_0000 .. 0x0009_FC00  conventional memory: IVT, BDA, govmm's boot data
-//	0x0009_FC00 .. 0x000A_0000  EBDA (reserved; MP floating pointer lives here)
-//	0x000A_0000 .. 0x0010_0000  VGA hole and BIOS ROM area (reserved; RSDP lives here)
+//	0x0009_FC00 .. 0x000A_0000  EBDA (reserved)
+//	0x000A_0000 .. 0x0010_0000  VGA hole and BIOS ROM area (reserved; the ACPI
+//	                            tables from 0xE0000, the MP table from 0xF0000)
 //	0x0010_0000 .. lowRAMEnd    RAM: kernel, initrd
 //	MMIOHoleStart .. 4 GiB      32-bit MMIO hole: PCI BARs, IOAPIC, LAPIC, ...
 //	4 GiB .. 4 GiB + rest       RAM above the hole
@@ -21,8 +22,9 @@ package memory
 // Guest-physical addresses of the fixed pieces of the PC memory map.
 const (
 	// EBDAStart is where the Extended BIOS Data Area begins: the last KiB of
-	// the 640 KiB of conventional memory. Linux scans it for the MP floating
-	// pointer (Intel MP spec 1.4 §4).
+	// the 640 KiB of conventional memory. Linux scans it, like the BIOS ROM
+	// area, for the MP floating pointer (Intel MP spec 1.4 §4); govmm puts
+	// the MP table in the ROM area, where it has room for 64 CPUs.
 	EBDAStart = 0x9FC00
 	// VGAHoleStart is the start of the legacy VGA window and BIOS ROM area,
 	// which ends at 1 MiB. It is never RAM in the e820 map.
