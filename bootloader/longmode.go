@@ -157,7 +157,14 @@ type Segment struct {
 
 // CPUState is the register state the boot vCPU must get: KVM_SET_SREGS for
 // the segment, descriptor-table, control registers and EFER, KVM_SET_REGS
-// for RIP, RSI, RSP and RFLAGS. Registers not listed must be zero.
+// for RIP, RSI, RSP and RFLAGS. General-purpose registers not listed must
+// be zero.
+//
+// Applying it with KVM: start from KVM_GET_SREGS and overwrite these fields,
+// so apic_base and the interrupt bitmap keep KVM's values; copy each Segment
+// field by field into struct kvm_segment (Limit is already byte-granular,
+// Unusable goes to kvm_segment.unusable); and call KVM_SET_CPUID2 first, as
+// KVM refuses EFER.LME unless the guest's CPUID reports long mode.
 type CPUState struct {
 	RIP, RSI, RSP, RFLAGS uint64
 

@@ -110,7 +110,7 @@ const (
 	sysSizeUnit = 16
 
 	// Protocol versions, encoded as boot.rst does: 2.06 is 0x0206.
-	minProtocol       = 0x0206 // cmdline_size (and init_size in practice) exists
+	minProtocol       = 0x0206 // 2.06 adds cmdline_size; older kernels cap the command line at 255
 	protocolXLoadFlag = 0x020c // 2.12: xloadflags, hence XLF_KERNEL_64
 )
 

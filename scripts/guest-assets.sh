@@ -162,15 +162,22 @@ build_debian() {
   echo "$pkg" >"$out/kernel-package"
 }
 
+# ext4 (and jbd2) need a crc32c implementation at mount time. That is only a
+# soft dependency ("softdep ext4 pre: crypto-crc32c"), which modules.dep does
+# not list and busybox insmod would not follow, so name crc32c_generic
+# explicitly, before ext4.
+EXT4_MODULES=(crc32c_generic ext4)
+
 build_generic() {
   build_debian "$GUESTS/debian-generic" linux-image-amd64 write_guest_init \
-    "${VIRTIO_MODULES[@]}" ext4
+    "${VIRTIO_MODULES[@]}" "${EXT4_MODULES[@]}"
 }
 
 build_cloud() {
-  # ext4 is built into the cloud kernel; module_closure skips built-ins.
+  # ext4 and crc32c are built into the cloud kernel; module_closure skips
+  # built-ins, so the same list works.
   build_debian "$GUESTS/debian-cloud" linux-image-cloud-amd64 write_guest_init \
-    "${VIRTIO_MODULES[@]}" ext4
+    "${VIRTIO_MODULES[@]}" "${EXT4_MODULES[@]}"
 }
 
 # --- the minimal kernel --------------------------------------------------------
