@@ -11,28 +11,15 @@ import (
 
 // ISA interrupt lines of the legacy devices (IBM PC/AT assignments). With
 // KVM's default routing GSI n drives PIC input n and IOAPIC pin n, and the
-// MP table and MADT describe ISA IRQs as identity-mapped, so each device
-// raises the GSI of its IRQ number.
+// MP table and MADT describe ISA IRQs as identity-mapped (no override for
+// IRQ 0), so each device raises the GSI of its IRQ number.
 const (
-	irqPIT      = 0
-	irqKeyboard = 1
+	irqPIT      = devices.PITIRQ
+	irqKeyboard = devices.KeyboardIRQ
 	irqCOM1     = devices.COM1IRQ
 	irqRTC      = devices.RTCIRQ
 	irqSCI      = devices.SCIIRQ
-	irqMouse    = 12
-)
-
-// Legacy I/O ports outside the devices package's own constants.
-const (
-	pitBase         = 0x40 // i8254 counters 0-2 and the mode register
-	pitPorts        = 4
-	portB           = 0x61 // system control port B: PIT channel 2 gate, speaker
-	i8042DataPort   = 0x60
-	i8042StatusPort = 0x64
-	// postCodePort is the POST diagnostic port. Linux writes it as an I/O
-	// delay (arch/x86/include/asm/io.h: outb_p → slow_down_io → port 0x80),
-	// so it is claimed, and silently ignored, to keep the logs clean.
-	postCodePort = 0x80
+	irqMouse    = devices.MouseIRQ
 )
 
 // gsiLine is a devices.IRQLine that drives a GSI with KVM_IRQ_LINE.
@@ -90,12 +77,15 @@ func (m *Machine) setupPlatform() error {
 		base, size uint16
 		dev        devices.PortDevice
 	}{
-		{"i8254 PIT", pitBase, pitPorts, p.pit},
-		{"port B (PIT gate, speaker)", portB, 1, p.pit.PortB()},
-		{"i8042 data", i8042DataPort, 1, kbc.DataPort()},
-		{"i8042 command/status", i8042StatusPort, 1, kbc.CommandPort()},
+		{"i8254 PIT", devices.PITBase, devices.PITPorts, p.pit},
+		{"port B (PIT gate, speaker)", devices.PortBPort, devices.PortBPorts, p.pit.PortB()},
+		{"i8042 data", devices.I8042DataPort, 1, kbc.DataPort()},
+		{"i8042 command/status", devices.I8042CommandPort, 1, kbc.CommandPort()},
 		{"CMOS RTC", devices.RTCBase, devices.RTCPorts, p.rtc},
-		{"POST code", postCodePort, 1, devices.Ignore{}},
+		// Linux writes the POST code port as an I/O delay
+		// (arch/x86/include/asm/io.h: slow_down_io), so it is claimed and
+		// silently ignored to keep the logs clean.
+		{"POST code", devices.POSTPort, 1, devices.Ignore{}},
 		{"COM1 16550A UART", devices.COM1Base, devices.UARTPorts, p.uart},
 		{"reset control", devices.ResetControlPort, devices.ResetControlPorts, devices.NewResetControl(power)},
 		{"ACPI PM1a event", devices.DefaultPM1aEventPort, devices.PM1EventBlockLen, p.pm.EventBlock()},

@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# nested-run.sh — run a command inside a throwaway VM that has hardware-assisted KVM.
+#
+# Usage: scripts/nested-run.sh [OPTIONS] -- COMMAND [ARGS...]
+#
+#   --timeout SECONDS  kill the VM after this long (default 900); exit 125
+#   --mem SIZE         memory of the VM, as QEMU's -m takes it (default 3072 = MiB)
+#   --cpus N           virtual CPUs of the VM (default 2)
+#   --env NAME=VALUE   set NAME in COMMAND's environment (repeatable)
+#   -h, --help         show this text
+#
+# Why: govmm needs /dev/kvm with hardware virtualization to boot Linux. Many CI
+# machines (and this project's own) have none: no nested virtualization, or a
+# software-only KVM. QEMU's TCG emulator, though, emulates AMD SVM with nested
+# paging (-cpu max,-svm), so a Linux booted under it can load kvm_amd and offer a
+# real /dev/kvm. This script boots such a VM ("L1": Debian's stock kernel, a
+# busybox userland, no disk), and runs COMMAND in it; govmm started by COMMAND
+# then runs its own guests ("L2") on that /dev/kvm. It is slow (everything is
+# emulated) but faithful; CI users without nested virtualization can run govmm
+# under it.
+#
+# Inside the VM:
+#   - the repository is mounted over 9p at the same absolute path as on the
+#     host, and COMMAND starts in the repository root, as root; files it
+#     writes there appear on the host;
+#   - the userland is busybox (from Debian's busybox-static): run static
+#     binaries (e.g. `CGO_ENABLED=0 go test -c`) built on the host;
+#   - environment: PATH=/bin:/sbin:/usr/bin:/usr/sbin HOME=/root TERM=dumb,
+#     every host variable named GOVMM_*, and the --env ones;
+#   - /dev/kvm, /dev/net/tun, /dev/vhost-net, /dev/vhost-vsock, /proc, /sys,
+#     /tmp (tmpfs), loopback up; no network to the outside.
+#
+# Output and exit status:
+#   - COMMAND's stdout and stderr both stream to this script's stdout as they
+#     are produced (over the VM's first serial port; the VM's kernel logs to a
+#     file instead, so they never mix). COMMAND's stdin is /dev/null.
+#   - The exit status is COMMAND's. 125 means the test bed itself failed
+#     (QEMU missing or failing, no /dev/kvm inside, timeout, ...); a line
+#     starting with "nested-run:" on stderr then says what happened.
+#
+# Examples:
+#   scripts/nested-run.sh -- sh -c 'ls -l /dev/kvm; uname -r'
+#   CGO_ENABLED=0 go test -c -o build/kvm.test ./kvm &&
+#     scripts/nested-run.sh --timeout 600 -- ./build/kvm.test -test.v
+#
+# The first run installs QEMU (scripts/install-deps.sh testbed) and builds the
+# L1 kernel and initramfs (scripts/guest-assets.sh testbed) into build/; later
+# runs reuse them. Several runs may go on at once: each has its own run
+# directory, build/testbed/runs/<id>/, removed afterwards unless the test bed
+# failed (then it holds console.log and qemu.log for diagnosis).
+set -euo pipefail
+
+LOG_PREFIX=nested-run
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+TESTBED="$GOVMM_BUILD/testbed"
+
+# A test-bed failure: one line on stderr, status 125.
+bed_fail() {
+  echo "nested-run: $*" >&2
+  exit 125
+}
+
+usage() {
+  sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+}
+
+timeout_s=900 mem=3072 cpus=2
+envs=()
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --timeout) timeout_s=${2:?--timeout needs a value}; shift 2 ;;
+    --timeout=*) timeout_s=${1#*=}; shift ;;
+    --mem) mem=${2:?--mem needs a value}; shift 2 ;;
+    --mem=*) mem=${1#*=}; shift ;;
+    --cpus) cpus=${2:?--cpus needs a value}; shift 2 ;;
+    --cpus=*) cpus=${1#*=}; shift ;;
+    --env) envs+=("${2:?--env needs NAME=VALUE}"); shift 2 ;;
+    --env=*) envs+=("${1#*=}"); shift ;;
+    -h|--help) usage; exit 0 ;;
+    --) shift; break ;;
+    *) echo "nested-run: unknown option '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+if [[ $# -eq 0 ]]; then
+  echo "nested-run: no command given; usage: $0 [OPTIONS] -- COMMAND [ARGS...]" >&2
+  exit 2
+fi
+[[ "$timeout_s" =~ ^[0-9]+$ && "$timeout_s" -gt 0 ]] || { echo "nested-run: bad --timeout '$timeout_s'" >&2; exit 2; }
+[[ "$cpus" =~ ^[0-9]+$ && "$cpus" -gt 0 ]] || { echo "nested-run: bad --cpus '$cpus'" >&2; exit 2; }
+for kv in ${envs[@]+"${envs[@]}"}; do
+  [[ "$kv" =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || { echo "nested-run: bad --env '$kv' (want NAME=VALUE)" >&2; exit 2; }
+done
+
+# The repository travels on the kernel command line, which splits at spaces.
+[[ "$GOVMM_ROOT" =~ [[:space:]] ]] && bed_fail "the repository path must not contain white space: $GOVMM_ROOT"
+
+# --- make sure QEMU and the L1 images exist (cached) ------------------------
+if ! command -v qemu-system-x86_64 >/dev/null; then
+  "$GOVMM_ROOT/scripts/install-deps.sh" testbed >&2 || true
+  command -v qemu-system-x86_64 >/dev/null || bed_fail "qemu-system-x86_64 is missing and could not be installed"
+fi
+if ! newer_than "$TESTBED/initramfs.cpio.gz" "$GOVMM_ROOT/scripts/guest-assets.sh" "$GOVMM_ROOT/scripts/lib.sh" ||
+   [[ ! -s "$TESTBED/vmlinuz" ]]; then
+  log "preparing the test bed (first run: downloads Debian's kernel)"
+  "$GOVMM_ROOT/scripts/guest-assets.sh" testbed >&2 || bed_fail "building the test bed's kernel and initramfs failed"
+fi
+
+# --- the run directory: the command in, the status out ----------------------
+runs="$TESTBED/runs"
+mkdir -p "$runs"
+# Leftovers of runs that were killed hard (or kept for diagnosis) a day ago.
+find "$runs" -mindepth 1 -maxdepth 1 -type d -mmin +1440 -exec rm -rf {} + 2>/dev/null || true
+run=$(mktemp -d "$runs/XXXXXXXX")
+run_rel=${run#"$GOVMM_ROOT"/}
+
+# Single-quote a string for a POSIX shell (busybox sh runs cmd.sh): every
+# byte is literal between single quotes, and ' becomes '\''.
+shquote() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
+
+{
+  echo "# written by scripts/nested-run.sh; runs in the L1 VM"
+  # Host variables named GOVMM_*, then --env (which wins).
+  while IFS= read -r name; do
+    [[ "$name" == GOVMM_* ]] || continue
+    echo "export $name=$(shquote "${!name}")"
+  done < <(compgen -e)
+  for kv in ${envs[@]+"${envs[@]}"}; do
+    echo "export ${kv%%=*}=$(shquote "${kv#*=}")"
+  done
+  printf 'exec'
+  for a in "$@"; do printf ' %s' "$(shquote "$a")"; done
+  echo
+} >"$run/cmd.sh"
+
+qpid=
+cleanup() {
+  [[ -n "$qpid" ]] && kill "$qpid" 2>/dev/null
+  rm -rf "$run"
+}
+# Ctrl-C / kill: stop QEMU, remove the run directory.
+trap 'cleanup; exit 130' INT
+trap 'cleanup; exit 143' TERM
+
+# --- boot L1 ---------------------------------------------------------------
+# ttyS0: COMMAND's output -> our stdout. QEMU's stdin is /dev/null so it never
+#        touches a terminal's settings (signal=off: no ^C handling either).
+# ttyS1: L1's kernel console and init messages -> console.log.
+# `timeout --foreground` keeps QEMU in our process group (no SIGTTOU when
+# writing to a terminal) and SIGKILLs it if it ignores SIGTERM.
+timeout --foreground -k 10 "$timeout_s" \
+  qemu-system-x86_64 \
+    -nodefaults -nic none \
+    -accel tcg,thread=multi -M q35 -cpu max,-svm \
+    -smp "$cpus" -m "$mem" \
+    -display none -no-reboot \
+    -chardev stdio,id=out,signal=off -serial chardev:out \
+    -chardev file,id=log,path="$run/console.log" -serial chardev:log \
+    -virtfs local,path="$GOVMM_ROOT",mount_tag=repo,security_model=none,id=repo \
+    -kernel "$TESTBED/vmlinuz" -initrd "$TESTBED/initramfs.cpio.gz" \
+    -append "console=ttyS1 panic=-1 quiet loglevel=3 govmm.repo=$GOVMM_ROOT govmm.run=$run_rel" \
+    </dev/null 2>"$run/qemu.log" &
+qpid=$!
+qrc=0
+wait "$qpid" || qrc=$?
+qpid=
+
+# --- the verdict -------------------------------------------------------------
+keep_fail() {
+  # Keep the run directory (logs) and report where it is.
+  bed_fail "$* (logs: ${run_rel}/console.log, qemu.log)"
+}
+if [[ $qrc -eq 124 || $qrc -eq 137 ]]; then
+  keep_fail "timed out after ${timeout_s}s; the VM was killed"
+fi
+if [[ -s "$run/status" ]]; then
+  rc=$(<"$run/status")
+  if [[ -s "$run/error" ]]; then
+    keep_fail "$(head -n1 "$run/error")"
+  fi
+  [[ "$rc" =~ ^[0-9]+$ ]] || keep_fail "garbled exit status '$rc' from the VM"
+  rm -rf "$run"
+  exit "$rc"
+fi
+if [[ $qrc -ne 0 ]]; then
+  keep_fail "QEMU failed (exit $qrc): $(grep -m1 . "$run/qemu.log" || echo 'no message')"
+fi
+if [[ ! -e "$run/started" ]]; then
+  keep_fail "the VM stopped before running the command: $(grep 'nested-run-init:' "$run/console.log" | grep -v warning | tail -n1 | grep . || echo 'no message from its init (kernel panic?)')"
+fi
+keep_fail "no exit status came back from the VM (it stopped while the command ran)"
