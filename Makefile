@@ -5,7 +5,7 @@ GO        ?= go
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 # E2E_TIMEOUT bounds the whole end-to-end run inside the test bed (seconds).
-export E2E_TIMEOUT ?= 2400
+export E2E_TIMEOUT ?= 1800
 
 .PHONY: all build deps test unit e2e guests demo bench fuzz vet clean
 

@@ -10,7 +10,13 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-timeout=${E2E_TIMEOUT:-2400}
+timeout=${E2E_TIMEOUT:-1800}
+# The test bed's L1 VM gets one CPU more than the largest guest uses. Under
+# QEMU's TCG an L1 CPU that enters a nested guest (the emulated VMRUN) may
+# not get control back for a long time; with every L1 CPU inside a guest,
+# L1 itself starves (soft lockups) and even the tests' own timeouts cannot
+# fire. A spare CPU keeps L1 responsive.
+bed_cpus=${E2E_BED_CPUS:-3}
 # The test binary must be static: the test bed's L1 userspace is busybox.
 CGO_ENABLED=0 go test -c -o build/e2e.test ./e2e
 
@@ -19,5 +25,5 @@ if bin/govmm probe 2>/dev/null | grep -q '^verdict: *hardware-assisted'; then
   GOVMM_E2E=1 build/e2e.test -test.v -test.timeout "${timeout}s"
 else
   echo "e2e: no hardware-assisted KVM here; running the end-to-end tests in the nested test bed" >&2
-  GOVMM_E2E=1 scripts/nested-run.sh --timeout "$timeout" -- build/e2e.test -test.v -test.timeout "$((timeout - 120))s"
+  GOVMM_E2E=1 scripts/nested-run.sh --cpus "$bed_cpus" --timeout "$timeout" -- build/e2e.test -test.v -test.timeout "$((timeout - 120))s"
 fi
