@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # lib.sh — helpers shared by govmm's shell scripts. Source it; don't run it.
 #
 # Everything downloaded or built lands in ignored folders under build/:

@@ -50,8 +50,9 @@
 # failed (then it holds console.log and qemu.log for diagnosis).
 set -euo pipefail
 
+# shellcheck disable=SC2034 # read by log() and die() in lib.sh
 LOG_PREFIX=nested-run
-# shellcheck source=lib.sh
+# shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 TESTBED="$GOVMM_BUILD/testbed"
@@ -103,7 +104,7 @@ if ! command -v qemu-system-x86_64 >/dev/null; then
 fi
 if ! newer_than "$TESTBED/initramfs.cpio.gz" "$GOVMM_ROOT/scripts/guest-assets.sh" "$GOVMM_ROOT/scripts/lib.sh" ||
    [[ ! -s "$TESTBED/vmlinuz" ]]; then
-  log "preparing the test bed (first run: downloads Debian's kernel)"
+  log "preparing the test bed: L1 kernel and initramfs (cached in build/testbed)"
   "$GOVMM_ROOT/scripts/guest-assets.sh" testbed >&2 || bed_fail "building the test bed's kernel and initramfs failed"
 fi
 
@@ -135,6 +136,7 @@ shquote() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
 } >"$run/cmd.sh"
 
 qpid=
+# shellcheck disable=SC2317 # called from the traps below
 cleanup() {
   [[ -n "$qpid" ]] && kill "$qpid" 2>/dev/null
   rm -rf "$run"
