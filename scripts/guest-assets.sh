@@ -268,6 +268,11 @@ build_minimal() {
 # Kernel parameters (set by nested-run.sh):
 #   govmm.repo=<absolute repository path on the host (and now in L1)>
 #   govmm.run=<run directory, relative to the repository>
+#   govmm.hostroot=1 (with nested-run.sh --host-root): the host's root file
+#     system is shared read-only as 9p tag 'hostroot'; the command then runs
+#     chrooted into it, with L1's /dev, /proc, /sys, a fresh /tmp and the
+#     writable repository mounted over it, so every host tool (QEMU,
+#     bash, coreutils) is there.
 # The kernel's console is ttyS1 (a log file on the host); ttyS0 carries the
 # command's output to nested-run.sh's stdout.
 write_testbed_init() {
@@ -286,11 +291,12 @@ mount -t tmpfs -o mode=1777 tmpfs /dev/shm
 hostname govmm-l1
 ip link set lo up 2>/dev/null
 
-repo= run=
+repo= run= hostroot=
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     govmm.repo=*) repo=${arg#govmm.repo=} ;;
     govmm.run=*)  run=${arg#govmm.run=} ;;
+    govmm.hostroot=1) hostroot=1 ;;
   esac
 done
 
@@ -327,14 +333,34 @@ rundir="$repo/$run"
 [ -c /dev/net/tun ] || echo "nested-run-init: warning: /dev/net/tun is missing"
 mkdir -p /root
 
+# The host's userspace, read-only, as the command's root (--host-root).
+# cache=loose is safe for a read-only share and makes loading binaries and
+# libraries over 9p much faster.
+root=/
+if [ -n "$hostroot" ]; then
+  root=/host
+  mkdir -p /host
+  mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,cache=loose,ro hostroot /host ||
+    fail "cannot mount the host's root file system (9p tag 'hostroot')"
+  mount -o rbind /dev /host/dev || fail "cannot bind /dev into the host root"
+  mount -t proc proc /host/proc && mount -t sysfs sysfs /host/sys &&
+    mount -t tmpfs -o mode=1777 tmpfs /host/tmp || fail "cannot mount /proc, /sys, /tmp in the host root"
+  mount -o bind "$repo" "/host$repo" || fail "cannot bind the repository into the host root"
+fi
+
 # The command's output goes to ttyS0 unchanged: no "\n" -> "\r\n" mapping.
 stty -F /dev/ttyS0 115200 -opost -echo 2>/dev/null
 echo ready >"$rundir/started"
 cd "$repo" || fail "cannot cd to $repo"
 # A clean environment; cmd.sh adds the passed-through variables and execs
 # the command.
-env -i PATH=/bin:/sbin:/usr/bin:/usr/sbin HOME=/root TERM=dumb \
-  sh "$rundir/cmd.sh" </dev/null >/dev/ttyS0 2>&1
+if [ -n "$hostroot" ]; then
+  env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/tmp TERM=dumb \
+    chroot /host sh -c 'cd "$1" && exec sh "$2"' sh "$repo" "$rundir/cmd.sh" </dev/null >/dev/ttyS0 2>&1
+else
+  env -i PATH=/bin:/sbin:/usr/bin:/usr/sbin HOME=/root TERM=dumb \
+    sh "$rundir/cmd.sh" </dev/null >/dev/ttyS0 2>&1
+fi
 status=$?
 echo "$status" >"$rundir/status.tmp" && mv "$rundir/status.tmp" "$rundir/status"
 sync

@@ -7,6 +7,10 @@
 #   --mem SIZE         memory of the VM, as QEMU's -m takes it (default 3072 = MiB)
 #   --cpus N           virtual CPUs of the VM (default 2)
 #   --env NAME=VALUE   set NAME in COMMAND's environment (repeatable)
+#   --host-root        run COMMAND chrooted into this host's root file system,
+#                      shared read-only (with L1's /dev, /proc, /sys, a fresh
+#                      /tmp and the writable repository over it), so that any
+#                      host tool works inside, QEMU included; HOME is /tmp
 #   -h, --help         show this text
 #
 # Why: govmm needs /dev/kvm with hardware virtualization to boot Linux. Many CI
@@ -67,7 +71,7 @@ usage() {
   sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
 }
 
-timeout_s=900 mem=3072 cpus=2
+timeout_s=900 mem=3072 cpus=2 hostroot=
 envs=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -79,6 +83,7 @@ while [[ $# -gt 0 ]]; do
     --cpus=*) cpus=${1#*=}; shift ;;
     --env) envs+=("${2:?--env needs NAME=VALUE}"); shift 2 ;;
     --env=*) envs+=("${1#*=}"); shift ;;
+    --host-root) hostroot=1; shift ;;
     -h|--help) usage; exit 0 ;;
     --) shift; break ;;
     *) echo "nested-run: unknown option '$1' (see --help)" >&2; exit 2 ;;
@@ -135,6 +140,14 @@ shquote() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
   echo
 } >"$run/cmd.sh"
 
+hostroot_args=() hostroot_param=
+if [[ -n "$hostroot" ]]; then
+  # multidevs=remap: / spans several file systems; remap their inode
+  # numbers so 9p clients never see two files with the same one.
+  hostroot_args=(-virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap,id=hostroot)
+  hostroot_param=" govmm.hostroot=1"
+fi
+
 qpid=
 # shellcheck disable=SC2317 # called from the traps below
 cleanup() {
@@ -160,8 +173,9 @@ timeout --foreground -k 10 "$timeout_s" \
     -chardev stdio,id=out,signal=off -serial chardev:out \
     -chardev file,id=log,path="$run/console.log" -serial chardev:log \
     -virtfs local,path="$GOVMM_ROOT",mount_tag=repo,security_model=none,id=repo \
+    ${hostroot_args[@]+"${hostroot_args[@]}"} \
     -kernel "$TESTBED/vmlinuz" -initrd "$TESTBED/initramfs.cpio.gz" \
-    -append "console=ttyS1 panic=-1 quiet loglevel=3 govmm.repo=$GOVMM_ROOT govmm.run=$run_rel" \
+    -append "console=ttyS1 panic=-1 quiet loglevel=3 govmm.repo=$GOVMM_ROOT govmm.run=$run_rel$hostroot_param" \
     </dev/null 2>"$run/qemu.log" &
 qpid=$!
 qrc=0
