@@ -27,7 +27,7 @@ func openOrSkip(t *testing.T) *System {
 
 // realModeGuest sets up a VM with one page of RAM at guestBase holding code,
 // and one vCPU in real mode about to execute it.
-func realModeGuest(t *testing.T, s *System, code []byte) (*VM, *VCPU) {
+func realModeGuest(t testing.TB, s *System, code []byte) (*VM, *VCPU) {
 	t.Helper()
 	const guestBase = 0x1000
 	vm, err := s.CreateVM()
