@@ -21,22 +21,7 @@ const (
 )
 
 // syncBuffer is a goroutine-safe bytes.Buffer.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type syncBuffer = devicetest.Buffer
 
 func newTestUART() (*UART, *syncBuffer, *devicetest.IRQRecorder) {
 	out := &syncBuffer{}

@@ -121,19 +121,28 @@ type Machine struct {
 	result  Result
 }
 
+// ValidateShape checks the machine's size: the number of vCPUs and the
+// amount of RAM.
+func ValidateShape(memSize uint64, cpus int) error {
+	if cpus < MinCPUs || cpus > MaxCPUs {
+		return fmt.Errorf("%d CPUs requested: govmm supports %d to %d", cpus, MinCPUs, MaxCPUs)
+	}
+	if memSize < memory.MinRAM {
+		return fmt.Errorf("%d MiB of memory requested: at least %d MiB is needed", memSize>>20, memory.MinRAM>>20)
+	}
+	if memSize > memory.MaxRAM {
+		return fmt.Errorf("%d GiB of memory requested: at most %d GiB is supported", memSize>>30, memory.MaxRAM>>30)
+	}
+	if memSize%memory.PageSize != 0 {
+		return fmt.Errorf("memory size %d is not a multiple of %d bytes", memSize, memory.PageSize)
+	}
+	return nil
+}
+
 // ValidateConfig checks a configuration before anything is allocated.
 func ValidateConfig(cfg *Config) error {
-	if cfg.CPUs < MinCPUs || cfg.CPUs > MaxCPUs {
-		return fmt.Errorf("%d CPUs requested: govmm supports %d to %d", cfg.CPUs, MinCPUs, MaxCPUs)
-	}
-	if cfg.MemSize < memory.MinRAM {
-		return fmt.Errorf("%d MiB of memory requested: at least %d MiB is needed", cfg.MemSize>>20, memory.MinRAM>>20)
-	}
-	if cfg.MemSize > memory.MaxRAM {
-		return fmt.Errorf("%d GiB of memory requested: at most %d GiB is supported", cfg.MemSize>>30, memory.MaxRAM>>30)
-	}
-	if cfg.MemSize%memory.PageSize != 0 {
-		return fmt.Errorf("memory size %d is not a multiple of %d bytes", cfg.MemSize, memory.PageSize)
+	if err := ValidateShape(cfg.MemSize, cfg.CPUs); err != nil {
+		return err
 	}
 	if len(cfg.Kernel) == 0 {
 		return errors.New("no kernel image")
@@ -285,7 +294,6 @@ func (m *Machine) setupVCPUs() error {
 // Run starts the vCPUs and blocks until the machine ends. It returns how
 // it ended; the console is flushed by then.
 func (m *Machine) Run() Result {
-	m.plat.start()
 	for _, v := range m.vcpus {
 		m.vcpuWG.Add(1)
 		go v.run()

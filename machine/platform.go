@@ -112,9 +112,6 @@ func (m *Machine) setupPlatform() error {
 	return nil
 }
 
-// start is called just before the vCPUs run.
-func (p *platform) start() {}
-
 // stop quiesces the devices after the vCPUs have stopped and flushes the
 // console, so every byte the guest wrote reaches stdout before govmm exits.
 func (p *platform) stop() {

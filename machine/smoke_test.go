@@ -1,13 +1,12 @@
 package machine
 
 import (
-	"bytes"
 	"encoding/binary"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/govmm/govmm/devices/devicetest"
 	"github.com/govmm/govmm/kvm"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -27,30 +26,12 @@ func needKVM(t *testing.T) {
 	}
 }
 
-// syncBuffer is a goroutine-safe bytes.Buffer for console output.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // runGuest builds and runs a machine, failing the test if it does not end
 // within smokeTimeout.
 func runGuest(t *testing.T, cfg Config) (Result, string) {
 	t.Helper()
 	needKVM(t)
-	var out syncBuffer
+	var out devicetest.Buffer
 	cfg.Console = &out
 	if cfg.MemSize == 0 {
 		cfg.MemSize = 64 << 20
@@ -253,4 +234,47 @@ func TestConfigValidation(t *testing.T) {
 		mutate(&c)
 		assert.Error(t, ValidateConfig(&c), name)
 	}
+}
+
+// realModeEcho echoes COM1 input back to COM1, polling LSR.DR, until it
+// reads 'q'; then it resets the machine through the i8042.
+var realModeEcho = []byte{
+	0xBA, 0xFD, 0x03, // start: mov dx, 0x3fd   ; LSR
+	0xEC,       // wait:  in al, dx
+	0xA8, 0x01, //              test al, 1      ; DR: a byte is waiting
+	0x74, 0xFB, //              jz wait
+	0xBA, 0xF8, 0x03, //        mov dx, 0x3f8   ; RBR/THR
+	0xEC,      //              in al, dx
+	0xEE,      //              out dx, al
+	0x3C, 'q', //               cmp al, 'q'
+	0x75, 0xEF, //              jne start
+	0xB0, 0xFE, //              mov al, 0xFE
+	0xE6, 0x64, //              out 0x64, al    ; reset
+	0xF4, //                    hlt
+}
+
+// TestSmokeStdinReachesTheUART feeds the guest's serial input from a pipe,
+// as when govmm runs under CI with stdin redirected.
+func TestSmokeStdinReachesTheUART(t *testing.T) {
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	defer r.Close()
+	input := "hello, guest\nq"
+	go func() {
+		w.WriteString(input)
+		w.Close()
+	}()
+	res, out := runGuest(t, Config{Kernel: realModeEcho, RealMode: true, Stdin: r})
+	require.NoError(t, res.Err)
+	assert.Equal(t, Reset, res.Reason)
+	assert.Equal(t, input, out)
+}
+
+// TestSmokeSixtyFourVCPUs builds the largest machine govmm supports; the
+// application processors wait for INIT/SIPI, which this guest never sends.
+func TestSmokeSixtyFourVCPUs(t *testing.T) {
+	res, out := runGuest(t, Config{Kernel: realModeUARTPITReset, RealMode: true, CPUs: MaxCPUs})
+	require.NoError(t, res.Err)
+	assert.Equal(t, Reset, res.Reason)
+	assert.Equal(t, "HIP", out)
 }

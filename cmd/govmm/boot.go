@@ -58,6 +58,9 @@ func cmdBoot(args []string, stdin *os.File, stdout, stderr io.Writer) (int, erro
 	if *cpus < machine.MinCPUs || *cpus > machine.MaxCPUs {
 		return exitUsage, usageError{fmt.Errorf("--cpus %d: must be between %d and %d", *cpus, machine.MinCPUs, machine.MaxCPUs)}
 	}
+	if err := machine.ValidateShape(memSize, *cpus); err != nil {
+		return exitUsage, usageError{fmt.Errorf("--mem %s: %w", *mem, err)}
+	}
 	cfg := machine.Config{
 		Cmdline:  *cmdline,
 		MemSize:  memSize,

@@ -5,6 +5,7 @@
 package devicetest
 
 import (
+	"bytes"
 	"sync"
 	"time"
 )
@@ -169,4 +170,26 @@ func (r *IRQRecorder) Reset() {
 	defer r.mu.Unlock()
 	r.calls = nil
 	r.rising = 0
+}
+
+// Buffer is a bytes.Buffer that is safe for concurrent use: device output
+// (a UART's transmitter, a console) written from vCPU goroutines and read
+// by a test.
+type Buffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+// Write appends p.
+func (b *Buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// String returns everything written so far.
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

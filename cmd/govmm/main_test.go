@@ -1,0 +1,72 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+)
+
+// runCLI runs govmm with args and returns its status, stdout and stderr.
+func runCLI(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	status := run(args, nil, &out, &errb)
+	return status, out.String(), errb.String()
+}
+
+func TestCLIBadInputsGetOneClearLine(t *testing.T) {
+	dir := t.TempDir()
+	notBz := filepath.Join(dir, "notes.txt")
+	assert.NoError(t, os.WriteFile(notBz, bytes.Repeat([]byte("hello\n"), 200), 0o644))
+	empty := filepath.Join(dir, "empty")
+	assert.NoError(t, os.WriteFile(empty, nil, 0o644))
+	elf := filepath.Join(dir, "vmlinux")
+	assert.NoError(t, os.WriteFile(elf, append([]byte("\x7fELF"), make([]byte, 4096)...), 0o644))
+
+	for _, c := range []struct {
+		name string
+		args []string
+		want string // a fragment the message must contain
+	}{
+		{"no kernel flag", []string{"boot"}, "--kernel is required"},
+		{"missing kernel", []string{"boot", "--kernel", filepath.Join(dir, "nope")}, "cannot read kernel " + filepath.Join(dir, "nope") + ": no such file or directory"},
+		{"kernel is a directory", []string{"boot", "--kernel", dir}, "is a directory"},
+		{"empty kernel", []string{"boot", "--kernel", empty}, "is empty"},
+		{"not a bzImage", []string{"boot", "--kernel", notBz}, "not a Linux bzImage"},
+		{"ELF vmlinux", []string{"boot", "--kernel", elf}, "ELF"},
+		{"missing initrd", []string{"boot", "--kernel", notBz, "--initrd", filepath.Join(dir, "nope")}, "not a Linux bzImage"},
+		{"malformed size", []string{"boot", "--kernel", notBz, "--mem", "12X"}, `invalid size "12X"`},
+		{"too little memory", []string{"boot", "--kernel", notBz, "--mem", "16M"}, "at least 64 MiB"},
+		{"zero CPUs", []string{"boot", "--kernel", notBz, "--cpus", "0"}, "--cpus 0: must be between 1 and 64"},
+		{"too many CPUs", []string{"boot", "--kernel", notBz, "--cpus", "65"}, "--cpus 65: must be between 1 and 64"},
+		{"bad log level", []string{"boot", "--kernel", notBz, "--log-level", "loud"}, "invalid --log-level"},
+		{"unknown flag", []string{"boot", "--frobnicate"}, "unknown flag"},
+		{"unknown command", []string{"frobnicate"}, `unknown command "frobnicate"`},
+		{"raw with initrd", []string{"boot", "--raw", "--kernel", notBz, "--initrd", notBz}, "--initrd cannot be used with --raw"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			status, stdout, stderr := runCLI(t, c.args...)
+			assert.NotZero(t, status)
+			assert.Empty(t, stdout)
+			assert.Contains(t, stderr, c.want)
+			assert.NotContains(t, stderr, "goroutine", "no Go stack trace")
+			lines := strings.Split(strings.TrimSpace(stderr), "\n")
+			assert.True(t, strings.HasPrefix(lines[len(lines)-1], "govmm: "), "the error is a govmm: line: %q", stderr)
+		})
+	}
+}
+
+func TestCLIVersionAndHelp(t *testing.T) {
+	status, out, _ := runCLI(t, "version")
+	assert.Zero(t, status)
+	assert.True(t, strings.HasPrefix(out, "govmm "))
+	status, out, _ = runCLI(t, "help")
+	assert.Zero(t, status)
+	assert.Contains(t, out, "govmm boot --kernel PATH")
+	status, _, _ = runCLI(t)
+	assert.Equal(t, exitUsage, status)
+}
