@@ -122,3 +122,40 @@ func TestKickInterruptsRun(t *testing.T) {
 	assert.ErrorIs(t, err, ErrInterrupted)
 	v.ClearImmediateExit()
 }
+
+// TestCoalescedPIO: writes to a coalesced port do not exit; they wait in
+// the ring, in order, until userspace drains it at the next exit.
+func TestCoalescedPIO(t *testing.T) {
+	s := openOrSkip(t)
+	off := s.CheckExtension(CapCoalescedMMIO)
+	if off == 0 || s.CheckExtension(CapCoalescedPIO) == 0 {
+		t.Skip("this host's KVM lacks coalesced PIO")
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	vm, v := realModeGuest(t, s, []byte{
+		0xB0, 0x11, //       mov al, 0x11
+		0xE6, 0x70, //       out 0x70, al   ; coalesced
+		0xB0, 0x22, //       mov al, 0x22
+		0xE6, 0x70, //       out 0x70, al   ; coalesced
+		0xE6, 0x80, //       out 0x80, al   ; exits
+		0xF4, //             hlt
+	})
+	require.NoError(t, vm.RegisterCoalescedPIO(0x70, 1))
+	ring := v.CoalescedRing(off)
+	require.NotNil(t, ring)
+	require.NoError(t, v.Run())
+	require.Equal(t, ExitIO, v.ExitReason())
+	io, err := v.IO()
+	require.NoError(t, err)
+	assert.EqualValues(t, 0x80, io.Port, "the first exit is the uncoalesced port")
+	var got []byte
+	n := ring.Drain(func(w CoalescedWrite) {
+		assert.True(t, w.PIO)
+		assert.EqualValues(t, 0x70, w.Addr)
+		got = append(got, w.Data...)
+	})
+	assert.Equal(t, 2, n)
+	assert.Equal(t, []byte{0x11, 0x22}, got, "in guest order")
+	assert.Zero(t, ring.Drain(func(CoalescedWrite) { t.Fatal("drained twice") }))
+}

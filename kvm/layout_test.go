@@ -113,3 +113,13 @@ func TestExitReasonString(t *testing.T) {
 	assert.Equal(t, "KVM_EXIT_INTERNAL_ERROR", ExitInternalError.String())
 	assert.Equal(t, "KVM_EXIT_999", ExitReason(999).String())
 }
+
+func TestCoalescedLayoutMatchesKernelHeaders(t *testing.T) {
+	assert.EqualValues(t, 16, unsafe.Sizeof(coalescedZone{}), "sizeof(struct kvm_coalesced_mmio_zone)")
+	assert.EqualValues(t, 24, unsafe.Sizeof(coalescedEntry{}), "sizeof(struct kvm_coalesced_mmio)")
+	assert.EqualValues(t, 8, unsafe.Sizeof(coalescedRingHeader{}), "sizeof(struct kvm_coalesced_mmio_ring)")
+	var e coalescedEntry
+	assert.EqualValues(t, 12, unsafe.Offsetof(e.PIO))
+	assert.EqualValues(t, 16, unsafe.Offsetof(e.Data))
+	assert.Equal(t, uintptr(0x4010ae67), ioctlRegisterCoalescedMMIO, "KVM_REGISTER_COALESCED_MMIO")
+}

@@ -109,8 +109,12 @@ type Machine struct {
 
 	ports *devices.PortBus
 	mmio  mmioBus
-	plat  *platform
-	stats exitStats
+	// coalesced is the ring of coalesced port writes (nil if KVM has
+	// none); coalescedMu serialises its draining across vCPUs.
+	coalesced   *kvm.CoalescedRing
+	coalescedMu sync.Mutex
+	plat        *platform
+	stats       exitStats
 
 	vcpuWG       sync.WaitGroup
 	stopping     atomic.Bool

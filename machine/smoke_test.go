@@ -278,3 +278,20 @@ func TestSmokeSixtyFourVCPUs(t *testing.T) {
 	assert.Equal(t, Reset, res.Reason)
 	assert.Equal(t, "HIP", out)
 }
+
+// TestSmokeCoalescedResetRegister: port 0xCF9 lies in the coalesced
+// CONFIG_ADDRESS zone, so its write does not exit. The reset must still
+// happen: here the guest halts for good right after, and the write is
+// replayed when the halt watchdog kicks the vCPU.
+func TestSmokeCoalescedResetRegister(t *testing.T) {
+	r, _ := runGuest(t, Config{Kernel: []byte{
+		0xBA, 0xF9, 0x0C, // mov dx, 0xcf9
+		0xB0, 0x06, //       mov al, 6        ; SYS_RST | RST_CPU
+		0xEE, //             out dx, al
+		0xFA, //             cli
+		0xF4, //             hlt
+	}, RealMode: true})
+	require.NoError(t, r.Err)
+	assert.Equal(t, Reset, r.Reason)
+	assert.Contains(t, r.Detail, "0xCF9")
+}

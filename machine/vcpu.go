@@ -75,6 +75,9 @@ func (v *vcpu) run() {
 	defer v.m.vcpuWG.Done()
 	for !v.m.stopping.Load() {
 		err := v.Run()
+		// Writes KVM coalesced while the guest ran happened before this
+		// exit, so they are replayed before it is handled.
+		v.m.drainCoalesced()
 		if errors.Is(err, kvm.ErrInterrupted) {
 			// Kicked: either the machine is stopping (checked by the
 			// loop condition) or the halt watchdog wants a status.
