@@ -28,6 +28,12 @@ const (
 	leaf1EBXAPICIDMask   = 0xFF << leaf1EBXAPICIDShift
 	leaf1EDXHTT          = 1 << 28 // EBX[23:16] is valid
 	leaf1ECXHypervisor   = 1 << 31 // "running under a hypervisor", reserved for that use
+	// leaf1ECXTSCDeadline: the local APIC timer has TSC-deadline mode
+	// (Intel SDM Vol. 3A §11.5.4.1). KVM emulates it for every in-kernel
+	// local APIC but leaves the bit out of KVM_GET_SUPPORTED_CPUID; the
+	// VMM sets it when KVM_CAP_TSC_DEADLINE_TIMER is present (api.rst).
+	// Without it Linux calibrates the APIC timer against the PIT at boot.
+	leaf1ECXTSCDeadline = 1 << 24
 
 	// Leaf 4 EAX: bits 31-26 cores per package - 1, 25-14 threads sharing
 	// this cache - 1.
@@ -65,8 +71,8 @@ const kvmFeaturesLeaf = 0x4000_0001
 
 // vcpuCPUID derives vCPU id's CPUID table from KVM's supported list for a
 // machine of n vCPUs arranged as one socket of n single-threaded cores, with
-// APIC ID = vCPU index.
-func vcpuCPUID(supported []kvm.CPUIDEntry, id, n int) []kvm.CPUIDEntry {
+// APIC ID = vCPU index. tscDeadline says KVM emulates the TSC-deadline timer.
+func vcpuCPUID(supported []kvm.CPUIDEntry, id, n int, tscDeadline bool) []kvm.CPUIDEntry {
 	apicID := uint32(id)
 	// Bits of the APIC ID that number the cores: ceil(log2(n)).
 	coreBits := uint32(bits.Len(uint(n - 1)))
@@ -81,6 +87,9 @@ func vcpuCPUID(supported []kvm.CPUIDEntry, id, n int) []kvm.CPUIDEntry {
 				e.EDX |= leaf1EDXHTT
 			}
 			e.ECX |= leaf1ECXHypervisor
+			if tscDeadline {
+				e.ECX |= leaf1ECXTSCDeadline
+			}
 		case leafCacheParams:
 			// Each cache level reports how many cores share it: the
 			// last-level cache is shared by the whole package, L1/L2 are

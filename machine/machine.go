@@ -271,6 +271,7 @@ func (m *Machine) setupVCPUs() error {
 	if err != nil {
 		return err
 	}
+	tscDeadline := m.sys.CheckExtension(kvm.CapTSCDeadlineTimer) != 0
 	for i := 0; i < m.cfg.CPUs; i++ {
 		kv, err := m.vm.CreateVCPU(i)
 		if err != nil {
@@ -278,7 +279,7 @@ func (m *Machine) setupVCPUs() error {
 		}
 		v := &vcpu{VCPU: kv, m: m}
 		m.vcpus = append(m.vcpus, v)
-		cpuid := vcpuCPUID(supported, i, m.cfg.CPUs)
+		cpuid := vcpuCPUID(supported, i, m.cfg.CPUs, tscDeadline)
 		if i == 0 {
 			m.cpuid = cpuid
 		}
