@@ -9,6 +9,8 @@
 #                 the host for that: they are downloaded and unpacked).
 #   kernel-build  a compiler toolchain and Debian's linux-source-6.1, for the
 #                 minimal guest kernel.
+#   tests         tools the unit tests use when present: acpica-tools (iasl
+#                 and acpiexec check the generated ACPI tables).
 #   all           everything above (the default when no GROUP is given).
 #
 # Idempotent and quiet: only packages that are missing are installed
@@ -25,6 +27,7 @@ pkgs_guests=(cpio gzip xz-utils zstd kmod)
 pkgs_kernel_build=(gcc make libc6-dev bc bison flex libelf-dev libssl-dev
                    xz-utils linux-source-6.1)
 
+pkgs_tests=(acpica-tools)
 groups=("$@")
 [[ ${#groups[@]} -eq 0 ]] && groups=(all)
 
@@ -34,9 +37,10 @@ for g in "${groups[@]}"; do
     testbed)      want+=("${pkgs_testbed[@]}") ;;
     guests)       want+=("${pkgs_guests[@]}") ;;
     kernel-build) want+=("${pkgs_kernel_build[@]}") ;;
-    all)          want+=("${pkgs_testbed[@]}" "${pkgs_guests[@]}" "${pkgs_kernel_build[@]}") ;;
+    tests)        want+=("${pkgs_tests[@]}") ;;
+    all)          want+=("${pkgs_testbed[@]}" "${pkgs_guests[@]}" "${pkgs_kernel_build[@]}" "${pkgs_tests[@]}") ;;
     -h|--help)    sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) echo "install-deps: unknown group '$g' (testbed, guests, kernel-build, all)" >&2; exit 2 ;;
+    *) echo "install-deps: unknown group '$g' (testbed, guests, kernel-build, tests, all)" >&2; exit 2 ;;
   esac
 done
 
