@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math"
 	"testing"
+	"unsafe"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -74,6 +75,10 @@ func TestNewMapsAndRejectsUnaligned(t *testing.T) {
 	b, err := g.Slice(64<<20-1, 1)
 	require.NoError(t, err)
 	b[0] = 1 // the mapping is writable to its last byte
+	for _, r := range g.Regions {
+		assert.Zero(t, uintptr(unsafe.Pointer(unsafe.SliceData(r.Host)))%hostHugePageSize,
+			"host mapping of %#x is 2 MiB aligned, so huge pages can back guest huge pages", r.Start)
+	}
 
 	_, err = New([]Range{{Start: 0, Size: 100}})
 	assert.Error(t, err)
