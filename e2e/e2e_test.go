@@ -174,19 +174,36 @@ func checkBoot(t *testing.T, r bootResult, cpus int, action string) {
 	assert.NotContains(t, r.stderr, "panic:", "govmm must never panic")
 }
 
-func TestCloudKernelOneCPU(t *testing.T) {
-	g := guestAssets(t, "debian-cloud")
-	checkBoot(t, boot(t, g, "poweroff", "--cpus", "1", "--mem", "512M"), 1, "poweroff")
-}
-
-func TestCloudKernelTwoCPUs(t *testing.T) {
-	g := guestAssets(t, "debian-cloud")
-	checkBoot(t, boot(t, g, "poweroff", "--cpus", "2", "--mem", "512M"), 2, "poweroff")
-}
-
-func TestCloudKernelReboot(t *testing.T) {
-	g := guestAssets(t, "debian-cloud")
-	checkBoot(t, boot(t, g, "reboot", "--cpus", "2", "--mem", "512M"), 2, "reboot")
+// TestBoot boots each guest kind with govmm and checks that its init ran,
+// saw the vCPUs it was given, and ended the run cleanly with exit status 0.
+//
+// The minimal kernel has no ACPI: it finds its CPUs in the MP table, and its
+// "poweroff" halts every CPU, which govmm recognises as the end. --mem spans
+// 64M to 8G: the Debian kernels need more than 64 MiB (they decompress at
+// 16 MiB and need init_size above it), so the small end is the minimal
+// kernel's (and the large end is TestCloudKernel8G).
+func TestBoot(t *testing.T) {
+	for _, c := range []struct {
+		guest  string
+		action string
+		cpus   int
+		mem    string
+	}{
+		{"debian-cloud", "poweroff", 1, "512M"},
+		{"debian-cloud", "poweroff", 2, "512M"},
+		{"debian-cloud", "reboot", 2, "512M"},
+		{"debian-generic", "poweroff", 2, "768M"},
+		{"debian-generic", "reboot", 1, "768M"},
+		{"minimal", "poweroff", 2, "256M"},
+		{"minimal", "reboot", 1, "256M"},
+		{"minimal", "poweroff", 1, "64M"},
+	} {
+		t.Run(fmt.Sprintf("%s/%s/%dcpu/%s", c.guest, c.action, c.cpus, c.mem), func(t *testing.T) {
+			g := guestAssets(t, c.guest)
+			r := boot(t, g, c.action, "--cpus", fmt.Sprint(c.cpus), "--mem", c.mem)
+			checkBoot(t, r, c.cpus, c.action)
+		})
+	}
 }
 
 // Linux's other reboot methods (arch/x86/kernel/reboot.c, reboot= in
@@ -202,37 +219,8 @@ func TestCloudKernelRebootMethods(t *testing.T) {
 	}
 }
 
-func TestGenericKernel(t *testing.T) {
-	g := guestAssets(t, "debian-generic")
-	checkBoot(t, boot(t, g, "poweroff", "--cpus", "2", "--mem", "768M"), 2, "poweroff")
-}
-
-func TestGenericKernelReboot(t *testing.T) {
-	g := guestAssets(t, "debian-generic")
-	checkBoot(t, boot(t, g, "reboot", "--cpus", "1", "--mem", "768M"), 1, "reboot")
-}
-
-// The minimal kernel has no ACPI: it finds its CPUs in the MP table, and
-// its "poweroff" halts every CPU, which govmm recognises as the end.
-func TestMinimalKernelPoweroff(t *testing.T) {
-	g := guestAssets(t, "minimal")
-	checkBoot(t, boot(t, g, "poweroff", "--cpus", "2", "--mem", "256M"), 2, "poweroff")
-}
-
-func TestMinimalKernelReboot(t *testing.T) {
-	g := guestAssets(t, "minimal")
-	checkBoot(t, boot(t, g, "reboot", "--cpus", "1", "--mem", "256M"), 1, "reboot")
-}
-
-// --mem spans 64M to 8G. The Debian kernels need more than 64 MiB (they
-// decompress at 16 MiB and need init_size above it), so the small end is
-// the minimal kernel's; the large end puts most RAM above the 32-bit MMIO
-// hole, which checks the e820 split.
-func TestMinimalKernel64M(t *testing.T) {
-	g := guestAssets(t, "minimal")
-	checkBoot(t, boot(t, g, "poweroff", "--cpus", "1", "--mem", "64M"), 1, "poweroff")
-}
-
+// The large end of --mem puts most RAM above the 32-bit MMIO hole, which
+// checks the e820 split.
 func TestCloudKernel8G(t *testing.T) {
 	g := guestAssets(t, "debian-cloud")
 	r := boot(t, g, "poweroff", "--cpus", "2", "--mem", "8G")
