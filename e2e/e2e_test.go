@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/govmm/govmm/kvm"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -47,16 +48,10 @@ func repoRoot(t *testing.T) string {
 	}
 }
 
-// hardwareKVM reports whether /dev/kvm is hardware-assisted here.
+// hardwareKVM reports whether /dev/kvm is hardware-assisted here, by the
+// same rule as `govmm probe`.
 func hardwareKVM() bool {
-	if _, err := os.Stat("/sys/module/kvm_pvm"); err == nil {
-		return false
-	}
-	b, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return false
-	}
-	return regexp.MustCompile(`(?m)^flags\s*:.*\b(vmx|svm)\b`).Match(b)
+	return kvm.DetectBackend("/sys", "/proc").HardwareAssisted()
 }
 
 // need checks the prerequisites: outside GOVMM_E2E=1 a missing one skips

@@ -382,9 +382,6 @@ func (m *Machine) allHalted(gen uint64) bool {
 	return true
 }
 
-// Memory returns guest RAM (for tests and tools).
-func (m *Machine) Memory() *memory.Guest { return m.mem }
-
 // Close releases every resource. The Machine must not be running.
 func (m *Machine) Close() error {
 	if m.plat != nil {

@@ -1,8 +1,7 @@
 package machine
 
 import (
-	"fmt"
-
+	"github.com/govmm/govmm/bootloader"
 	"github.com/govmm/govmm/kvm"
 	"github.com/govmm/govmm/machine/memory"
 )
@@ -21,9 +20,7 @@ const MaxRealModeImage = memory.EBDAStart - RealModeLoadAddr
 // vCPU after reset (Intel SDM Vol. 3A §10.1.1, Table 10-1) except for CS:IP,
 // which would otherwise point at the BIOS reset vector, and SP.
 func (m *Machine) loadRealMode(image []byte) error {
-	if len(image) > MaxRealModeImage {
-		return fmt.Errorf("real-mode image of %d bytes does not fit below the EBDA (at most %d bytes)", len(image), MaxRealModeImage)
-	}
+	// ValidateConfig has checked that the image fits below the EBDA.
 	if _, err := m.mem.WriteAt(image, RealModeLoadAddr); err != nil {
 		return err
 	}
@@ -36,7 +33,6 @@ func (m *Machine) loadRealMode(image []byte) error {
 	if err := v.SetSregs(sregs); err != nil {
 		return err
 	}
-	const rflagsReserved1 = 1 << 1
 	// The stack grows down from just below the image, as after a BIOS boot.
-	return v.SetRegs(kvm.Regs{RIP: RealModeLoadAddr, RSP: RealModeLoadAddr, RFLAGS: rflagsReserved1})
+	return v.SetRegs(kvm.Regs{RIP: RealModeLoadAddr, RSP: RealModeLoadAddr, RFLAGS: bootloader.RFLAGSReserved1})
 }

@@ -1,6 +1,7 @@
 package machine
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"runtime"
@@ -52,9 +53,8 @@ func (v *vcpu) setLINT(bsp bool) error {
 		return err
 	}
 	set := func(off int, mode uint32) {
-		val := leU32(st.Regs[off:])
-		val = val&^(lvtDeliveryMask|lvtMasked) | mode
-		putLeU32(st.Regs[off:], val)
+		val := binary.LittleEndian.Uint32(st.Regs[off:])
+		binary.LittleEndian.PutUint32(st.Regs[off:], val&^(lvtDeliveryMask|lvtMasked)|mode)
 	}
 	if bsp {
 		set(lapicLVT0, lvtDeliveryExtINT)
@@ -228,12 +228,4 @@ func (v *vcpu) dump() string {
 	seg("TR", s.TR)
 	fmt.Fprintf(&b, "  GDT=%016x/%04x IDT=%016x/%04x", s.GDT.Base, s.GDT.Limit, s.IDT.Base, s.IDT.Limit)
 	return b.String()
-}
-
-func leU32(b []byte) uint32 {
-	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
-}
-
-func putLeU32(b []byte, v uint32) {
-	b[0], b[1], b[2], b[3] = byte(v), byte(v>>8), byte(v>>16), byte(v>>24)
 }
