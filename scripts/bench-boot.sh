@@ -17,11 +17,14 @@
 # bench builds both). Timings are reported, never asserted.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+LOG_PREFIX=bench-boot
+# shellcheck source=lib.sh
+source scripts/lib.sh
 
 runs=${RUNS:-5}
 if [[ "${1:-}" != --inside ]]; then
   CGO_ENABLED=0 go build -o build/bootbench ./scripts/bootbench
-  if bin/govmm probe 2>/dev/null | grep -q '^verdict: *hardware-assisted'; then
+  if host_kvm_is_hardware; then
     exec "$0" --inside
   fi
   echo "bench-boot: running inside the nested test bed (QEMU TCG, AMD SVM); $runs runs per case" >&2

@@ -11,6 +11,9 @@
 # Debian on first use, into build/.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+LOG_PREFIX=demo
+# shellcheck source=lib.sh
+source scripts/lib.sh
 
 scripts/guest-assets.sh cloud
 guest=build/guests/debian-cloud
@@ -19,7 +22,7 @@ args=(boot --kernel "$guest/vmlinuz" --initrd "$guest/initramfs.cpio.gz"
       --append "console=ttyS0 reboot=k panic=-1 quiet govmm.action=${DEMO_ACTION:-poweroff}")
 
 echo "demo: govmm ${args[*]}" >&2
-if bin/govmm probe 2>/dev/null | grep -q '^verdict: *hardware-assisted'; then
+if host_kvm_is_hardware; then
   exec bin/govmm "${args[@]}"
 fi
 echo "demo: this host's KVM is not hardware-assisted; running govmm inside the nested test bed (QEMU TCG with AMD SVM)" >&2

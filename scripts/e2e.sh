@@ -9,6 +9,9 @@
 # Needs bin/govmm and the guest assets (make build guests).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+LOG_PREFIX=e2e
+# shellcheck source=lib.sh
+source scripts/lib.sh
 
 timeout=${E2E_TIMEOUT:-1800}
 # The test bed's L1 VM gets one CPU more than the largest guest uses. Under
@@ -20,7 +23,7 @@ bed_cpus=${E2E_BED_CPUS:-3}
 # The test binary must be static: the test bed's L1 userspace is busybox.
 CGO_ENABLED=0 go test -c -o build/e2e.test ./e2e
 
-if bin/govmm probe 2>/dev/null | grep -q '^verdict: *hardware-assisted'; then
+if host_kvm_is_hardware; then
   echo "e2e: hardware-assisted KVM here; running the end-to-end tests directly" >&2
   GOVMM_E2E=1 build/e2e.test -test.v -test.timeout "${timeout}s"
 else

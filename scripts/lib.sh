@@ -225,3 +225,10 @@ newer_than() {
   [[ -e "$t" ]] || return 1
   for f in "$@"; do [[ "$t" -nt "$f" ]] || return 1; done
 }
+
+# host_kvm_is_hardware — true when this host's /dev/kvm is hardware-assisted
+# (VMX/SVM), as `govmm probe` judges it; needs bin/govmm. Scripts use it to
+# run govmm directly or inside the nested test bed.
+host_kvm_is_hardware() {
+  "$GOVMM_ROOT/bin/govmm" probe 2>/dev/null | grep -q '^verdict: *hardware-assisted'
+}
