@@ -1,0 +1,68 @@
+// Package eventfd wraps Linux eventfd(2) counters, the doorbells between
+// KVM and govmm's device goroutines. KVM signals one when the guest writes
+// a queue's notify register (KVM_IOEVENTFD) and raises an interrupt when
+// govmm signals one (KVM_IRQFD), so neither direction stops a vCPU.
+//
+// The descriptor is non-blocking and owned by an *os.File, so Wait parks
+// only the calling goroutine on Go's network poller, not an OS thread.
+package eventfd
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// counterSize is the size of every read and write: the eventfd counter is
+// a uint64 in host byte order (eventfd(2)).
+const counterSize = 8
+
+// EventFD is an eventfd counter. Signal adds 1; Wait blocks until the
+// counter is non-zero, then returns it and resets it to 0. It is safe for
+// concurrent use.
+type EventFD struct {
+	f  *os.File
+	fd int
+}
+
+// New creates an eventfd with a zero counter.
+func New() (*EventFD, error) {
+	fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	return &EventFD{f: os.NewFile(uintptr(fd), "eventfd"), fd: fd}, nil
+}
+
+// FD returns the descriptor to hand to KVM. It stays valid until Close.
+func (e *EventFD) FD() int { return e.fd }
+
+// Signal adds 1 to the counter, waking a goroutine blocked in Wait.
+func (e *EventFD) Signal() error {
+	var b [counterSize]byte
+	binary.NativeEndian.PutUint64(b[:], 1)
+	_, err := e.f.Write(b[:])
+	if errors.Is(err, unix.EAGAIN) {
+		// The counter is at its maximum (0xFFFFFFFFFFFFFFFE): the waiter
+		// has not run for 2^64 signals, and it will wake anyway.
+		return nil
+	}
+	return err
+}
+
+// Wait blocks until the counter is non-zero and returns its value,
+// resetting it to 0. After Close it returns os.ErrClosed.
+func (e *EventFD) Wait() (uint64, error) {
+	var b [counterSize]byte
+	if _, err := e.f.Read(b[:]); err != nil {
+		return 0, err
+	}
+	return binary.NativeEndian.Uint64(b[:]), nil
+}
+
+// Close releases the descriptor and wakes any Wait with os.ErrClosed.
+// Remove it from KVM first.
+func (e *EventFD) Close() error { return e.f.Close() }

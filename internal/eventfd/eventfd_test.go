@@ -1,0 +1,52 @@
+package eventfd
+
+import (
+	"errors"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestSignalWait(t *testing.T) {
+	e, err := New()
+	require.NoError(t, err)
+	defer e.Close()
+	require.NoError(t, e.Signal())
+	require.NoError(t, e.Signal())
+	n, err := e.Wait()
+	require.NoError(t, err)
+	require.Equal(t, uint64(2), n, "two signals before a wait are counted")
+}
+
+func TestWaitBlocksUntilSignal(t *testing.T) {
+	e, err := New()
+	require.NoError(t, err)
+	defer e.Close()
+	got := make(chan uint64)
+	go func() {
+		n, _ := e.Wait()
+		got <- n
+	}()
+	select {
+	case <-got:
+		t.Fatal("Wait returned before any Signal")
+	case <-time.After(20 * time.Millisecond):
+	}
+	require.NoError(t, e.Signal())
+	require.Equal(t, uint64(1), <-got)
+}
+
+func TestCloseWakesWait(t *testing.T) {
+	e, err := New()
+	require.NoError(t, err)
+	errc := make(chan error)
+	go func() {
+		_, err := e.Wait()
+		errc <- err
+	}()
+	time.Sleep(10 * time.Millisecond)
+	require.NoError(t, e.Close())
+	require.True(t, errors.Is(<-errc, os.ErrClosed))
+}

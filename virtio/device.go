@@ -1,0 +1,196 @@
+package virtio
+
+import (
+	"errors"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+
+	"github.com/govmm/govmm/internal/eventfd"
+	"github.com/govmm/govmm/machine/memory"
+)
+
+// Device is one virtio device type's logic (§5), apart from the transport
+// that presents it to the guest (virtio over PCI, §4.1, in virtio/pci). The
+// transport owns feature negotiation, the status state machine, the queue
+// registers and interrupts; the device owns its configuration layout and
+// what it does with the buffers the driver hands it.
+//
+// The transport calls ReadConfig, WriteConfig, Activate and Reset from vCPU
+// goroutines, one call at a time.
+type Device interface {
+	// DeviceID is the virtio device ID (§5), e.g. VIRTIO_ID_BLOCK.
+	DeviceID() uint16
+	// Features returns the device-type feature bits the device offers
+	// (bits 0-23 and 50-127, §6). The transport adds the ones it
+	// implements for every device: VIRTIO_F_VERSION_1,
+	// VIRTIO_F_INDIRECT_DESC and VIRTIO_F_EVENT_IDX.
+	Features() Features
+	// QueueMaxSizes returns, for each virtqueue in order, its maximum
+	// size, a power of 2 (§2.7); its length is the number of queues.
+	QueueMaxSizes() []uint16
+	// ReadConfig fills data from the device-specific configuration space
+	// at offset (§4.1.4.6); WriteConfig stores into it. Both must accept
+	// any offset and length from a hostile guest: bytes past the end of
+	// the structure read as zero and ignore writes.
+	ReadConfig(offset uint64, data []byte)
+	WriteConfig(offset uint64, data []byte)
+	// Activate starts the device when the driver sets DRIVER_OK
+	// (§3.1.1): from then on the device serves its queues, normally on
+	// goroutines of its own. It must not block. An error makes the
+	// transport set DEVICE_NEEDS_RESET.
+	Activate(a *Activation) error
+	// Reset stops the device (§2.4): it returns once no goroutine of the
+	// device touches guest memory or the queues any more, leaving the
+	// device as before Activate. It is called on a driver reset and
+	// when the machine shuts down, also if Activate never ran.
+	Reset()
+}
+
+// Activation is what a device gets when the driver sets DRIVER_OK.
+type Activation struct {
+	// Mem is guest RAM, which all buffer addresses refer to.
+	Mem *memory.Guest
+	// Features are the negotiated features (§2.2).
+	Features Features
+	// Queues has one entry per queue of QueueMaxSizes, in order; the
+	// entry of a queue the driver did not enable is nil.
+	Queues []*Queue
+	// ConfigChanged sends a configuration change notification (§2.1.2,
+	// §4.1.5.3) after the device changed its configuration space.
+	ConfigChanged func()
+	// Fail reports an error the device cannot recover from, usually a
+	// broken queue (an error from Pop): the transport logs it, sets
+	// DEVICE_NEEDS_RESET and notifies the driver (§2.1.2). The device
+	// stops using its queues until Reset.
+	Fail func(error)
+	// Log is for the device's diagnostics.
+	Log *slog.Logger
+}
+
+// Queue is an enabled virtqueue together with its two notifications.
+type Queue struct {
+	Index int
+	*Virtqueue
+	// Kick is signalled on each available buffer notification (§2.7.10):
+	// by KVM, through an ioeventfd on the notify register, or by the
+	// transport when a notify write reaches userspace. Devices also
+	// signal it themselves to wake the queue's worker, as Stop does.
+	Kick *eventfd.EventFD
+	// Interrupt sends the driver a used buffer notification for this
+	// queue (§2.7.7), on the MSI-X vector the driver chose or INTx. Call
+	// it when Publish or Push says so. Safe from any goroutine.
+	Interrupt func()
+}
+
+// ServeFunc serves one descriptor chain: it reads the request from c's
+// device-readable buffers, writes the reply to its device-writable ones,
+// and returns the number of bytes written, for the used ring. An error
+// means the driver broke the protocol badly enough that the device must
+// stop (a malformed request is normally answered with an error status
+// instead).
+type ServeFunc func(c *DescChain) (written uint32, err error)
+
+// Drain serves every chain in q's available ring, publishing completions in
+// one batch and interrupting the driver once if needed, then re-enables
+// notifications and repeats while the driver has added more. It returns
+// when the ring is empty with notifications enabled, so the caller can
+// wait for the next Kick; an error breaks the queue (see Activation.Fail).
+func Drain(q *Queue, c *DescChain, serve ServeFunc) error {
+	for {
+		q.DisableNotifications()
+		for {
+			ok, err := q.Pop(c)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				break
+			}
+			n, err := serve(c)
+			if err != nil {
+				return err
+			}
+			if err := q.AddUsed(c.Head, n); err != nil {
+				return err
+			}
+		}
+		if q.Publish() {
+			q.Interrupt()
+		}
+		more, err := q.EnableNotifications()
+		if err != nil || !more {
+			return err
+		}
+	}
+}
+
+// Worker is a goroutine that runs a function each time a queue is kicked,
+// until stopped: the loop behind most virtqueues.
+type Worker struct {
+	kick *eventfd.EventFD
+	stop atomic.Bool
+	done chan struct{}
+}
+
+// StartWorker starts a goroutine that calls work once at once (buffers
+// may have been added before the device was activated) and then after
+// every Kick of q. If work returns an error the worker reports it with
+// fail and exits.
+func StartWorker(q *Queue, work func() error, fail func(error)) *Worker {
+	w := &Worker{kick: q.Kick, done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		for !w.stop.Load() {
+			if err := work(); err != nil {
+				if !w.stop.Load() {
+					fail(err)
+				}
+				return
+			}
+			if _, err := w.kick.Wait(); err != nil {
+				if !errors.Is(err, os.ErrClosed) {
+					fail(err)
+				}
+				return
+			}
+		}
+	}()
+	return w
+}
+
+// Stop asks the worker to exit, wakes it, and waits until it has. It may
+// be called more than once and on a nil Worker.
+func (w *Worker) Stop() {
+	if w == nil {
+		return
+	}
+	w.stop.Store(true)
+	_ = w.kick.Signal()
+	<-w.done
+}
+
+// WorkerGroup stops several workers together.
+type WorkerGroup struct {
+	mu      sync.Mutex
+	workers []*Worker
+}
+
+// Add records w.
+func (g *WorkerGroup) Add(w *Worker) {
+	g.mu.Lock()
+	g.workers = append(g.workers, w)
+	g.mu.Unlock()
+}
+
+// Stop stops every recorded worker and forgets them.
+func (g *WorkerGroup) Stop() {
+	g.mu.Lock()
+	ws := g.workers
+	g.workers = nil
+	g.mu.Unlock()
+	for _, w := range ws {
+		w.Stop()
+	}
+}
