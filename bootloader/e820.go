@@ -96,11 +96,14 @@ var ErrBadRAMLayout = errors.New("RAM layout does not fit the PC memory map")
 //	[HighMemStart, low RAM end) RAM: kernel, initrd, the rest
 //	[KVM private pages]         reserved (inside the 32-bit MMIO hole)
 //	[4 GiB, ...)                RAM above the hole, if any
+//	reserved...                 reserved: the extra ranges, such as the PCIe
+//	                            ECAM window, which Linux only uses if the
+//	                            firmware reserves it
 //
-// The first range must start at 0 and reach beyond 1 MiB; no range may touch
-// the MMIO hole. The result is sorted, does not overlap, and fits the
-// zero page's 128 entries.
-func E820Map(ram []memory.Range) ([]E820Entry, error) {
+// The first range must start at 0 and reach beyond 1 MiB; no RAM range may
+// touch the MMIO hole, and the reserved ranges must lie inside it. The
+// result is sorted, does not overlap, and fits the zero page's 128 entries.
+func E820Map(ram []memory.Range, reserved ...memory.Range) ([]E820Entry, error) {
 	if len(ram) == 0 {
 		return nil, fmt.Errorf("%w: no RAM", ErrBadRAMLayout)
 	}
@@ -125,6 +128,13 @@ func E820Map(ram []memory.Range) ([]E820Entry, error) {
 		if i > 0 {
 			m = append(m, E820Entry{Addr: r.Start, Size: r.Size, Type: E820RAM})
 		}
+	}
+	for _, r := range reserved {
+		if r.Size == 0 || r.End() < r.Start || r.Start < memory.MMIOHoleStart || r.End() > memory.MMIOHoleEnd {
+			return nil, fmt.Errorf("%w: reserved range [%#x, +%#x) is not inside the MMIO hole [%#x, %#x)",
+				ErrBadRAMLayout, r.Start, r.Size, uint64(memory.MMIOHoleStart), uint64(memory.MMIOHoleEnd))
+		}
+		m = append(m, E820Entry{Addr: r.Start, Size: r.Size, Type: E820Reserved})
 	}
 	slices.SortFunc(m, func(a, b E820Entry) int {
 		switch {

@@ -127,3 +127,22 @@ func TestE820TypeString(t *testing.T) {
 	assert.Equal(t, "type 9", E820Type(9).String())
 	assert.Equal(t, "[mem 0x0000000000100000-0x00000000001fffff] RAM", E820Entry{Addr: mib, Size: mib, Type: E820RAM}.String())
 }
+
+func TestE820MapReserved(t *testing.T) {
+	ecam := memory.Range{Start: 0xE000_0000, Size: 256 * mib}
+	m, err := E820Map(memory.RAMLayout(512*mib), ecam)
+	require.NoError(t, err)
+	assert.Contains(t, m, E820Entry{Addr: ecam.Start, Size: ecam.Size, Type: E820Reserved})
+	for i := 1; i < len(m); i++ {
+		assert.Less(t, m[i-1].Addr, m[i].Addr, "sorted")
+	}
+
+	for _, bad := range []memory.Range{
+		{Start: 64 * mib, Size: mib},         // in RAM
+		{Start: 0xFFFF_F000, Size: 2 * 4096}, // crosses 4 GiB
+		{Start: 0xE000_0000, Size: 0},        // empty
+	} {
+		_, err := E820Map(memory.RAMLayout(512*mib), bad)
+		assert.ErrorIs(t, err, ErrBadRAMLayout, "%+v", bad)
+	}
+}

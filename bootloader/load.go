@@ -54,6 +54,9 @@ type LoadOptions struct {
 	// boot_params.acpi_rsdp_addr so the kernel need not scan for it; 0 if
 	// there are no ACPI tables (or to let the kernel scan 0xE0000-0xFFFFF).
 	RSDPAddr uint64
+	// Reserved are ranges of the MMIO hole to mark reserved in the E820
+	// map, such as the PCIe ECAM window.
+	Reserved []memory.Range
 }
 
 // BootInfo describes what Load placed where, and how the vCPU must start.
@@ -106,7 +109,7 @@ func Load(mem *memory.Guest, kernel, initrd []byte, cmdline string, opts LoadOpt
 	for i, r := range mem.Regions {
 		ram[i] = r.Range
 	}
-	e820, err := E820Map(ram)
+	e820, err := E820Map(ram, opts.Reserved...)
 	if err != nil {
 		return nil, err
 	}

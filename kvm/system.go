@@ -36,6 +36,7 @@ const (
 	CapMaxVCPUs         = 0x42
 	CapTSCDeadlineTimer = 0x48
 	CapSignalMSI        = 0x4d
+	CapIOEventFDAnyLen  = 0x7a // KVM_CAP_IOEVENTFD_ANY_LENGTH: MMIO ioeventfds of length 0 match any width
 	CapImmediateExit    = 0x88
 	CapNestedState      = 0x9d
 )

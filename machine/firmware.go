@@ -32,7 +32,11 @@ func (m *Machine) ioapicID() uint8 { return uint8(m.cfg.CPUs) }
 // minimal test kernel, finds its CPUs and IOAPIC in the MP table.
 func (m *Machine) writeFirmwareTables() (rsdp uint64, err error) {
 	leaf1, _ := findLeaf(m.cpuid, leafFeatures, 0)
+	buses, irqs := m.pci.mpTable()
 	mp, err := mptable.Build(mptable.Config{
+		ISABusID:     mpISABusID,
+		Buses:        buses,
+		Interrupts:   irqs,
 		NumCPUs:      m.cfg.CPUs,
 		CPUSignature: leaf1.EAX,
 		CPUFeatures:  leaf1.EDX,
@@ -61,6 +65,8 @@ func (m *Machine) writeFirmwareTables() (rsdp uint64, err error) {
 		ResetPort:        devices.ResetControlPort,
 		ResetValue:       devices.ResetControlValue,
 		S5SleepType:      devices.DefaultS5SleepType,
+		SystemBus:        pciDSDT(),
+		Tables:           []acpi.Table{mcfgTable()},
 		SizeLimit:        acpiTablesLimit,
 	}, acpiTablesAddr)
 	if err != nil {
@@ -82,7 +88,10 @@ func (m *Machine) loadKernel() error {
 	if err != nil {
 		return err
 	}
-	info, err := bootloader.Load(m.mem, m.cfg.Kernel, m.cfg.Initrd, m.cfg.Cmdline, bootloader.LoadOptions{RSDPAddr: rsdp})
+	info, err := bootloader.Load(m.mem, m.cfg.Kernel, m.cfg.Initrd, m.cfg.Cmdline, bootloader.LoadOptions{
+		RSDPAddr: rsdp,
+		Reserved: []memory.Range{ecamRange()},
+	})
 	if err != nil {
 		return err
 	}

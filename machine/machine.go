@@ -114,6 +114,7 @@ type Machine struct {
 	coalesced   *kvm.CoalescedRing
 	coalescedMu sync.Mutex
 	plat        *platform
+	pci         *pciHost
 	stats       exitStats
 
 	vcpuWG       sync.WaitGroup
@@ -386,6 +387,9 @@ func (m *Machine) allHalted(gen uint64) bool {
 func (m *Machine) Close() error {
 	if m.plat != nil {
 		m.plat.close()
+	}
+	if m.pci != nil {
+		m.pci.close()
 	}
 	for _, v := range m.vcpus {
 		v.Close()

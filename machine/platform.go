@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/govmm/govmm/devices"
+	"github.com/govmm/govmm/devices/pci"
 	"github.com/govmm/govmm/kvm"
 )
 
@@ -35,6 +36,11 @@ func (l *gsiLine) SetLevel(high bool) {
 	}
 }
 
+// gsiLine returns the interrupt line that drives gsi.
+func (m *Machine) gsiLine(gsi uint32) devices.IRQLine {
+	return &gsiLine{vm: m.vm, gsi: gsi, log: m.log}
+}
+
 // platform is the set of legacy devices emulated in userspace.
 type platform struct {
 	out     *devices.BufferedWriter // guest console output, batched
@@ -55,7 +61,7 @@ func (m *Machine) setupPlatform() error {
 	m.mmio.log = m.log
 	p := &platform{}
 	m.plat = p
-	line := func(gsi uint32) devices.IRQLine { return &gsiLine{vm: m.vm, gsi: gsi, log: m.log} }
+	line := m.gsiLine
 	power := func(ev devices.PowerEvent, reason string) {
 		switch ev {
 		case devices.PowerOff:
@@ -87,7 +93,6 @@ func (m *Machine) setupPlatform() error {
 		// silently ignored to keep the logs clean.
 		{"POST code", devices.POSTPort, 1, devices.Ignore{}},
 		{"COM1 16550A UART", devices.COM1Base, devices.UARTPorts, p.uart},
-		{"reset control", devices.ResetControlPort, devices.ResetControlPorts, devices.NewResetControl(power)},
 		{"ACPI PM1a event", devices.DefaultPM1aEventPort, devices.PM1EventBlockLen, p.pm.EventBlock()},
 		{"ACPI PM1a control", devices.DefaultPM1aControlPort, devices.PM1ControlBlockLen, p.pm.ControlBlock()},
 		{"ACPI PM timer", devices.DefaultPMTimerPort, devices.PMTimerBlockLen, p.pm.Timer()},
@@ -97,6 +102,11 @@ func (m *Machine) setupPlatform() error {
 		}
 	}
 
+	// The reset control register shares its port range with the PCI
+	// configuration mechanism, which forwards to it.
+	if err := m.setupPCI(devices.NewResetControl(power)); err != nil {
+		return err
+	}
 	if err := m.setupCoalescedIO(); err != nil {
 		return err
 	}
@@ -135,18 +145,12 @@ func (p *platform) close() {
 	p.out.Close()
 }
 
-// pciConfigAddressPort is CONFIG_ADDRESS of PCI configuration mechanism #1
-// (PCI Local Bus Specification 3.0, §3.2.2.3.2): a 32-bit register at
-// 0xCF8 whose value selects the bus, device, function and register that the
-// next access to CONFIG_DATA at 0xCFC reaches.
-const (
-	pciConfigAddressPort = 0xCF8
-	pciConfigAddressSize = 4
-)
-
 // setupCoalescedIO lets guest writes to CONFIG_ADDRESS go to KVM's
-// coalesced ring instead of exiting: a write there has no effect until the
-// next CONFIG_DATA access, which exits and finds the write replayed first.
+// coalesced ring instead of exiting. CONFIG_ADDRESS (PCI Local Bus
+// Specification 3.0, §3.2.2.3.2) is the 32-bit register at 0xCF8 whose
+// value selects the bus, device, function and register that the next
+// access to CONFIG_DATA at 0xCFC reaches: a write there has no effect until
+// that access, which exits and finds the write replayed first.
 // Every configuration-space access is an address write plus a data access,
 // so this halves the exits of PCI scans (a stock Debian kernel scans
 // thousands of slots at boot). The zone also covers the byte-wide reset
@@ -161,7 +165,7 @@ func (m *Machine) setupCoalescedIO() error {
 	if ring == nil {
 		return nil
 	}
-	if err := m.vm.RegisterCoalescedPIO(pciConfigAddressPort, pciConfigAddressSize); err != nil {
+	if err := m.vm.RegisterCoalescedPIO(pci.ConfigAddressPort, uint32(pci.ConfigAddressPorts)); err != nil {
 		return err
 	}
 	m.coalesced = ring
