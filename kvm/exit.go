@@ -61,3 +61,14 @@ func (r ExitReason) String() string {
 	}
 	return fmt.Sprintf("KVM_EXIT_%d", uint32(r))
 }
+
+// ParseExitReason returns the exit reason whose name, without the
+// KVM_EXIT_ prefix, is name (e.g. "IO", "MMIO", "HLT").
+func ParseExitReason(name string) (ExitReason, bool) {
+	for r, n := range exitNames {
+		if n == name {
+			return r, true
+		}
+	}
+	return 0, false
+}

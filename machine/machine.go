@@ -60,6 +60,14 @@ type Config struct {
 	KVMPath string
 	// Log receives diagnostics; nil means slog.Default().
 	Log *slog.Logger
+
+	// Stats records exits by port and by MMIO address as well as by
+	// reason (see Machine.Stats).
+	Stats bool
+	// Trace, if set, receives one line per exit that TraceFilter
+	// selects (see the tracer type for the format).
+	Trace       io.Writer
+	TraceFilter TraceFilter
 }
 
 // Reason says how a run ended.
@@ -115,7 +123,8 @@ type Machine struct {
 	coalescedMu sync.Mutex
 	plat        *platform
 	pci         *pciHost
-	stats       exitStats
+	tracer      *tracer       // nil unless Config.Trace
+	ranFor      time.Duration // Run's duration, for Stats
 
 	vcpuWG       sync.WaitGroup
 	stopping     atomic.Bool
@@ -147,6 +156,9 @@ func ValidateShape(memSize uint64, cpus int) error {
 // ValidateConfig checks a configuration before anything is allocated.
 func ValidateConfig(cfg *Config) error {
 	if err := ValidateShape(cfg.MemSize, cfg.CPUs); err != nil {
+		return err
+	}
+	if err := ValidateTraceFilter(cfg.TraceFilter); err != nil {
 		return err
 	}
 	if len(cfg.Kernel) == 0 {
@@ -278,7 +290,7 @@ func (m *Machine) setupVCPUs() error {
 		if err != nil {
 			return fmt.Errorf("vCPU %d: %w", i, err)
 		}
-		v := &vcpu{VCPU: kv, m: m}
+		v := &vcpu{VCPU: kv, m: m, rec: newExitRecorder(m.cfg.Stats)}
 		m.vcpus = append(m.vcpus, v)
 		cpuid := vcpuCPUID(supported, i, m.cfg.CPUs, tscDeadline)
 		if i == 0 {
@@ -300,6 +312,11 @@ func (m *Machine) setupVCPUs() error {
 // Run starts the vCPUs and blocks until the machine ends. It returns how
 // it ended; the console is flushed by then.
 func (m *Machine) Run() Result {
+	start := time.Now()
+	if m.cfg.Trace != nil {
+		m.tracer = newTracer(m, m.cfg.Trace, m.cfg.TraceFilter)
+		m.tracer.start = start
+	}
 	for _, v := range m.vcpus {
 		m.vcpuWG.Add(1)
 		go v.run()
@@ -310,6 +327,12 @@ func (m *Machine) Run() Result {
 	close(watchdogDone)
 	m.stopVCPUs()
 	m.plat.stop()
+	m.ranFor = time.Since(start)
+	if m.tracer != nil {
+		if err := m.tracer.flush(); err != nil {
+			m.log.Warn("the exit trace is incomplete", "err", err)
+		}
+	}
 	return m.result
 }
 

@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/govmm/govmm/kvm"
 )
@@ -41,6 +42,10 @@ type vcpu struct {
 	// checkGen is the halt-check generation that state belongs to.
 	halted   atomic.Bool
 	checkGen atomic.Uint64
+
+	// rec holds this vCPU's exit statistics; only its goroutine
+	// touches it while the machine runs.
+	rec *exitRecorder
 }
 
 // setLINT programs LINT0 as ExtINT on the bootstrap processor (the 8259
@@ -74,7 +79,10 @@ func (v *vcpu) run() {
 	v.BindThread()
 	defer v.m.vcpuWG.Done()
 	for !v.m.stopping.Load() {
+		entered := time.Now()
 		err := v.Run()
+		exited := time.Now()
+		v.rec.inGuest += exited.Sub(entered)
 		// Writes KVM coalesced while the guest ran happened before this
 		// exit, so they are replayed before it is handled.
 		v.m.drainCoalesced()
@@ -89,17 +97,23 @@ func (v *vcpu) run() {
 			v.m.fail(fmt.Errorf("vCPU %d: %w", v.ID(), err))
 			return
 		}
-		if !v.handleExit() {
+		reason := v.ExitReason()
+		var ev exitEvent
+		keep := v.handleExit(reason, &ev)
+		v.rec.exit(reason, &ev, time.Since(exited))
+		if t := v.m.tracer; t != nil {
+			t.record(v.ID(), exited, reason, &ev)
+		}
+		if !keep {
 			return
 		}
 	}
 }
 
-// handleExit handles one exit and reports whether to keep running.
-func (v *vcpu) handleExit() bool {
+// handleExit handles one exit, describes it in ev, and reports whether to
+// keep running.
+func (v *vcpu) handleExit(reason kvm.ExitReason, ev *exitEvent) bool {
 	m := v.m
-	reason := v.ExitReason()
-	m.stats.count(reason)
 	switch reason {
 	case kvm.ExitIO:
 		io, err := v.IO()
@@ -107,6 +121,7 @@ func (v *vcpu) handleExit() bool {
 			m.fail(fmt.Errorf("vCPU %d: %w", v.ID(), err))
 			return false
 		}
+		*ev = exitEvent{kind: eventIO, write: io.Out, port: io.Port, size: io.Size, count: io.Count, data: io.Data}
 		// A REP INS/OUTS arrives as Count accesses packed in Data.
 		for i := 0; i < io.Count; i++ {
 			d := io.Data[i*io.Size : (i+1)*io.Size]
@@ -118,6 +133,7 @@ func (v *vcpu) handleExit() bool {
 		}
 	case kvm.ExitMMIO:
 		mmio := v.MMIO()
+		*ev = exitEvent{kind: eventMMIO, write: mmio.Write, addr: mmio.Addr, size: len(mmio.Data), data: mmio.Data}
 		if mmio.Write {
 			m.mmio.Write(mmio.Addr, mmio.Data)
 		} else {

@@ -32,6 +32,11 @@ func cmdBoot(args []string, stdin *os.File, stdout, stderr io.Writer) (int, erro
 	cpus := fs.Int("cpus", 1, "number of vCPUs (1-64)")
 	raw := fs.Bool("raw", false, "treat --kernel as a flat real-mode image, loaded and entered at 0000:7C00 like a boot sector")
 	logLevel := fs.String("log-level", "warn", "diagnostics `level`: debug, info, warn or error")
+	stats := fs.Bool("stats", false, "print VM exit statistics (by reason, device, port and MMIO address) to stderr when the guest ends")
+	statsJSON := fs.String("stats-json", "", "write the exit statistics as JSON to `file`")
+	trace := fs.String("trace", "", "write one line per VM exit to `file` (time, vCPU, reason, port or address, size, data, device)")
+	traceReasons := fs.StringSlice("trace-reason", nil, "trace only these exit `reasons` (io, mmio, hlt, shutdown, ...; repeat or comma-separate)")
+	traceDevices := fs.StringSlice("trace-device", nil, "trace only exits handled by devices whose `name` contains one of these (uart, pci, virtio-blk, ...)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: govmm boot --kernel PATH [options]\n\nBoots a Linux bzImage. The guest's serial console (COM1) is govmm's\nstdin/stdout; on a terminal, Ctrl-A X quits.\n\nOptions:\n%s", fs.FlagUsages())
 	}
@@ -62,13 +67,21 @@ func cmdBoot(args []string, stdin *os.File, stdout, stderr io.Writer) (int, erro
 		return exitUsage, usageError{fmt.Errorf("--mem %s: %w", *mem, err)}
 	}
 	cfg := machine.Config{
-		Cmdline:  *cmdline,
-		MemSize:  memSize,
-		CPUs:     *cpus,
-		RealMode: *raw,
-		Console:  stdout,
-		Stdin:    stdin,
-		Log:      log,
+		Cmdline:     *cmdline,
+		MemSize:     memSize,
+		CPUs:        *cpus,
+		RealMode:    *raw,
+		Console:     stdout,
+		Stdin:       stdin,
+		Log:         log,
+		Stats:       *stats || *statsJSON != "",
+		TraceFilter: machine.TraceFilter{Reasons: *traceReasons, Devices: *traceDevices},
+	}
+	if err := machine.ValidateTraceFilter(cfg.TraceFilter); err != nil {
+		return exitUsage, usageError{fmt.Errorf("--trace-reason: %w", err)}
+	}
+	if (len(*traceReasons) > 0 || len(*traceDevices) > 0) && *trace == "" {
+		return exitUsage, usageError{errors.New("--trace-reason and --trace-device need --trace FILE")}
 	}
 	if cfg.Kernel, err = readInput("kernel", *kernel); err != nil {
 		return exitError, err
@@ -86,6 +99,15 @@ func cmdBoot(args []string, stdin *os.File, stdout, stderr io.Writer) (int, erro
 		if cfg.Initrd, err = readInput("initrd", *initrd); err != nil {
 			return exitError, err
 		}
+	}
+
+	if *trace != "" {
+		f, err := os.Create(*trace)
+		if err != nil {
+			return exitError, fmt.Errorf("--trace: %w", err)
+		}
+		defer f.Close()
+		cfg.Trace = f
 	}
 
 	m, err := machine.New(cfg)
@@ -107,8 +129,13 @@ func cmdBoot(args []string, stdin *os.File, stdout, stderr io.Writer) (int, erro
 
 	res := m.Run()
 	log.Info("guest ended", "reason", res.Reason.String(), "detail", res.Detail)
-	for reason, n := range m.ExitCounts() {
-		log.Debug("VM exits", "reason", reason.String(), "count", n)
+	if *stats {
+		writeStatsTable(stderr, m.Stats())
+	}
+	if *statsJSON != "" {
+		if err := writeStatsJSON(*statsJSON, m.Stats()); err != nil {
+			return exitError, err
+		}
 	}
 	switch res.Reason {
 	case machine.Failed:

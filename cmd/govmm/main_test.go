@@ -47,6 +47,9 @@ func TestCLIBadInputsGetOneClearLine(t *testing.T) {
 		{"unknown flag", []string{"boot", "--frobnicate"}, "unknown flag"},
 		{"unknown command", []string{"frobnicate"}, `unknown command "frobnicate"`},
 		{"raw with initrd", []string{"boot", "--raw", "--kernel", notBz, "--initrd", notBz}, "--initrd cannot be used with --raw"},
+		{"unknown trace reason", []string{"boot", "--kernel", notBz, "--trace", filepath.Join(dir, "t"), "--trace-reason", "io,bogus"}, `unknown exit reason "bogus"`},
+		{"trace filter without trace", []string{"boot", "--kernel", notBz, "--trace-device", "uart"}, "need --trace FILE"},
+		{"trace file in a missing directory", []string{"boot", "--raw", "--kernel", notBz, "--trace", filepath.Join(dir, "no", "t")}, "--trace: open"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			status, stdout, stderr := runCLI(t, c.args...)
@@ -69,4 +72,36 @@ func TestCLIVersionAndHelp(t *testing.T) {
 	assert.Contains(t, out, "govmm boot --kernel PATH")
 	status, _, _ = runCLI(t)
 	assert.Equal(t, exitUsage, status)
+}
+
+// TestCLIStats boots a real-mode guest that prints "HI" and resets, with
+// every statistics and tracing output on.
+func TestCLIStats(t *testing.T) {
+	if _, err := os.Stat("/dev/kvm"); err != nil {
+		t.Skip("needs /dev/kvm")
+	}
+	dir := t.TempDir()
+	img := filepath.Join(dir, "hi.bin")
+	assert.NoError(t, os.WriteFile(img, []byte{
+		0xBA, 0xF8, 0x03, // mov dx, 0x3f8
+		0xB0, 'H', 0xEE, //  mov al, 'H'; out dx, al
+		0xB0, 'I', 0xEE, //  mov al, 'I'; out dx, al
+		0xB0, 0xFE, 0xE6, 0x64, // mov al, 0xfe; out 0x64, al: reset
+		0xF4, // hlt
+	}, 0o644))
+	trace, js := filepath.Join(dir, "trace"), filepath.Join(dir, "stats.json")
+	status, stdout, stderr := runCLI(t, "boot", "--raw", "--kernel", img, "--mem", "64M",
+		"--stats", "--stats-json", js, "--trace", trace, "--trace-device", "uart")
+	assert.Zero(t, status, stderr)
+	assert.Equal(t, "HI", stdout)
+	assert.Regexp(t, `KVM_EXIT_IO\s+3\s+100\.0`, stderr)
+	assert.Regexp(t, `0x03f8\s+COM1 16550A UART\s+0\s+2`, stderr)
+	tr, err := os.ReadFile(trace)
+	assert.NoError(t, err)
+	assert.Equal(t, 2, strings.Count(string(tr), `dev="COM1 16550A UART"`), "%s", tr)
+	assert.NotContains(t, string(tr), "i8042", "filtered out")
+	j, err := os.ReadFile(js)
+	assert.NoError(t, err)
+	assert.Contains(t, string(j), `"reason": "KVM_EXIT_IO"`)
+	assert.Contains(t, string(j), `"device": "i8042 command/status"`)
 }
