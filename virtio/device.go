@@ -12,10 +12,11 @@ import (
 )
 
 // Device is one virtio device type's logic (§5), apart from the transport
-// that presents it to the guest (virtio over PCI, §4.1, in virtio/pci). The
-// transport owns feature negotiation, the status state machine, the queue
-// registers and interrupts; the device owns its configuration layout and
-// what it does with the buffers the driver hands it.
+// that presents it to the guest (virtio over PCI, §4.1, in
+// virtio/virtiopci). The transport owns feature negotiation, the status
+// state machine, the queue registers and interrupts; the device owns its
+// configuration layout and what it does with the buffers the driver hands
+// it.
 //
 // The transport calls ReadConfig, WriteConfig, Activate and Reset from vCPU
 // goroutines, one call at a time.
@@ -49,6 +50,12 @@ type Device interface {
 }
 
 // Activation is what a device gets when the driver sets DRIVER_OK.
+//
+// Its callbacks (ConfigChanged, Fail and each Queue's Interrupt) are safe
+// from any goroutine and never wait for the transport's register lock: a
+// transport calls Device.Reset with that lock held, and Reset waits for the
+// device's goroutines, which may be inside a callback at that moment. Once
+// Reset has returned, the callbacks of the activation it ended do nothing.
 type Activation struct {
 	// Mem is guest RAM, which all buffer addresses refer to.
 	Mem *memory.Guest

@@ -1,0 +1,91 @@
+package virtiopci
+
+import "github.com/govmm/govmm/virtio"
+
+// Notifications from the device to the driver (§4.1.5.3, §4.1.5.4). These
+// run on the device's goroutines (and on vCPU goroutines when the
+// transport itself fails the device) and never take t.mu.
+
+// queueInterrupt sends a used buffer notification for queue i, made by an
+// activation of epoch epoch. On the MSI-X path it allocates nothing.
+func (t *Transport) queueInterrupt(epoch uint64, i int) {
+	if t.epoch.Load() != epoch {
+		return // the device was reset since: the notification is stale
+	}
+	t.notify(t.queues[i].msixVector.Load(), VIRTIO_PCI_ISR_QUEUE)
+}
+
+// configChanged is Activation.ConfigChanged: the device changed its
+// configuration space. config_generation changes first ("The device
+// changes this every time the configuration noticeably changes",
+// §4.1.4.3), so that a driver that sees the interrupt and rereads the
+// configuration also sees a new generation: a driver reads the generation
+// before and after reading several fields and retries if it changed
+// (§2.5).
+func (t *Transport) configChanged(epoch uint64) {
+	if t.epoch.Load() != epoch {
+		return
+	}
+	t.configGeneration.Add(1)
+	t.configInterrupt()
+}
+
+// fail is Activation.Fail: the device hit an error it cannot recover from.
+func (t *Transport) fail(epoch uint64, err error) {
+	if t.epoch.Load() != epoch {
+		return
+	}
+	t.needsReset(err)
+}
+
+// needsReset logs err, sets DEVICE_NEEDS_RESET and, if the driver has set
+// DRIVER_OK, tells it with a configuration change notification: "If
+// DRIVER_OK is set, after it sets DEVICE_NEEDS_RESET, the device MUST send
+// a device configuration change notification to the driver" (§2.1.2).
+func (t *Transport) needsReset(err error) {
+	t.log.Warn("virtio: device needs reset", "err", err)
+	old := t.status.Or(virtio.VIRTIO_CONFIG_S_NEEDS_RESET)
+	if old&virtio.VIRTIO_CONFIG_S_DRIVER_OK != 0 {
+		t.configInterrupt()
+	}
+}
+
+// configInterrupt sends a configuration change notification. "The device
+// MUST set the Device Configuration Interrupt bit in ISR status before
+// sending a device configuration change notification to the driver"
+// (§4.1.4.5.1), with or without MSI-X; only the queue bit is for INTx#
+// alone.
+func (t *Transport) configInterrupt() {
+	t.isrMu.Lock()
+	t.isr |= VIRTIO_PCI_ISR_CONFIG
+	t.isrMu.Unlock()
+	t.notify(t.configVector.Load(), VIRTIO_PCI_ISR_CONFIG)
+}
+
+// notify sends a notification whose MSI-X vector is vector and whose ISR
+// bit is isrBit.
+//
+// With MSI-X enabled, the event goes out as its vector's message, and not
+// at all if the driver mapped it to VIRTIO_MSI_NO_VECTOR (§4.1.5.3,
+// §4.1.5.4: "If queue_msix_vector is not NO_VECTOR, request the
+// appropriate MSI-X interrupt message"). MSIXTable.Signal also handles a
+// masked vector, by setting its Pending bit.
+//
+// With MSI-X disabled, the device sets the event's bit in the ISR status
+// and asserts INTx#, which stays asserted until the driver reads the ISR
+// status: the Interrupt Status bit of the PCI Status register is "the
+// logical OR of all bits in ISR status" (§4.1.4.5.1).
+func (t *Transport) notify(vector uint32, isrBit uint8) {
+	if t.msix.Signal(int(vector)) {
+		return
+	}
+	// Signal refuses a vector outside the table and any vector while
+	// MSI-X is disabled; only the second falls back to INTx#.
+	if t.msix.Enabled() {
+		return
+	}
+	t.isrMu.Lock()
+	defer t.isrMu.Unlock()
+	t.isr |= isrBit
+	t.cs.SetINTx(true)
+}
