@@ -61,6 +61,10 @@ type Config struct {
 	// Log receives diagnostics; nil means slog.Default().
 	Log *slog.Logger
 
+	// Disks are virtio-blk disks, /dev/vda first. The command line is
+	// not changed here; see WithRootDisk.
+	Disks []Disk
+
 	// Stats records exits by port and by MMIO address as well as by
 	// reason (see Machine.Stats).
 	Stats bool
@@ -123,6 +127,7 @@ type Machine struct {
 	coalescedMu sync.Mutex
 	plat        *platform
 	pci         *pciHost
+	virtio      []*virtioFunction
 	tracer      *tracer       // nil unless Config.Trace
 	ranFor      time.Duration // Run's duration, for Stats
 
@@ -177,7 +182,7 @@ func ValidateConfig(cfg *Config) error {
 }
 
 // New builds the machine: nothing runs until Run.
-func New(cfg Config) (m *Machine, err error) {
+func New(cfg Config) (_ *Machine, err error) {
 	if err := ValidateConfig(&cfg); err != nil {
 		return nil, err
 	}
@@ -187,14 +192,15 @@ func New(cfg Config) (m *Machine, err error) {
 	if cfg.Console == nil {
 		cfg.Console = io.Discard
 	}
-	m = &Machine{cfg: cfg, log: cfg.Log, done: make(chan struct{})}
+	m := &Machine{cfg: cfg, log: cfg.Log, done: make(chan struct{})}
 	if m.log == nil {
 		m.log = slog.Default()
 	}
+	// Every return below with an error releases what was set up so far
+	// (the results are unnamed so that "return nil, err" cannot hide m).
 	defer func() {
 		if err != nil {
 			m.Close()
-			m = nil
 		}
 	}()
 	path := cfg.KVMPath
@@ -234,6 +240,9 @@ func New(cfg Config) (m *Machine, err error) {
 		return nil, err
 	}
 	if err := m.setupPlatform(); err != nil {
+		return nil, err
+	}
+	if err := m.setupVirtio(); err != nil {
 		return nil, err
 	}
 	if err := m.loadKernel(); err != nil {
@@ -326,6 +335,7 @@ func (m *Machine) Run() Result {
 	<-m.done
 	close(watchdogDone)
 	m.stopVCPUs()
+	m.stopVirtio()
 	m.plat.stop()
 	m.ranFor = time.Since(start)
 	if m.tracer != nil {
@@ -414,6 +424,7 @@ func (m *Machine) Close() error {
 	if m.pci != nil {
 		m.pci.close()
 	}
+	m.closeVirtio()
 	for _, v := range m.vcpus {
 		v.Close()
 	}

@@ -295,3 +295,17 @@ func TestSmokeCoalescedResetRegister(t *testing.T) {
 	assert.Equal(t, Reset, r.Reason)
 	assert.Contains(t, r.Detail, "0xCF9")
 }
+
+// TestNewFailsCleanlyLate: an error in the last step of New (here an
+// initrd larger than RAM) is returned, with everything before released.
+func TestNewFailsCleanlyLate(t *testing.T) {
+	needKVM(t)
+	m, err := New(Config{
+		Kernel:  bzImage([]byte{0xF4}),
+		Initrd:  make([]byte, 80<<20),
+		MemSize: 64 << 20,
+		CPUs:    1,
+	})
+	assert.Nil(t, m)
+	assert.ErrorContains(t, err, "initrd")
+}
