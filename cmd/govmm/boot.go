@@ -12,6 +12,7 @@ import (
 
 	"github.com/govmm/govmm/bootloader"
 	"github.com/govmm/govmm/machine"
+	"github.com/govmm/govmm/virtio/blk"
 	"github.com/spf13/pflag"
 )
 
@@ -30,6 +31,7 @@ func cmdBoot(args []string, stdin *os.File, stdout, stderr io.Writer) (int, erro
 	cmdline := fs.String("append", machine.DefaultCmdline, "kernel command line")
 	mem := fs.String("mem", defaultMem, "guest RAM `size`, like 256M or 2G")
 	cpus := fs.Int("cpus", 1, "number of vCPUs (1-64)")
+	disks := fs.StringArray("disk", nil, "attach a raw disk image as virtio-blk, `PATH[,ro]`; repeat for /dev/vda, /dev/vdb, ... (adds root=/dev/vda rw to a command line without root=)")
 	raw := fs.Bool("raw", false, "treat --kernel as a flat real-mode image, loaded and entered at 0000:7C00 like a boot sector")
 	logLevel := fs.String("log-level", "warn", "diagnostics `level`: debug, info, warn or error")
 	stats := fs.Bool("stats", false, "print VM exit statistics (by reason, device, port and MMIO address) to stderr when the guest ends")
@@ -79,6 +81,16 @@ func cmdBoot(args []string, stdin *os.File, stdout, stderr io.Writer) (int, erro
 	}
 	if err := machine.ValidateTraceFilter(cfg.TraceFilter); err != nil {
 		return exitUsage, usageError{fmt.Errorf("--trace-reason: %w", err)}
+	}
+	for _, d := range *disks {
+		path, ro, err := blk.ParseDiskFlag(d)
+		if err != nil {
+			return exitUsage, usageError{err}
+		}
+		cfg.Disks = append(cfg.Disks, machine.Disk{Path: path, ReadOnly: ro})
+	}
+	if !*raw {
+		cfg.Cmdline = machine.WithRootDisk(cfg.Cmdline, len(cfg.Disks))
 	}
 	if (len(*traceReasons) > 0 || len(*traceDevices) > 0) && *trace == "" {
 		return exitUsage, usageError{errors.New("--trace-reason and --trace-device need --trace FILE")}

@@ -105,3 +105,42 @@ func TestCLIStats(t *testing.T) {
 	assert.Contains(t, string(j), `"reason": "KVM_EXIT_IO"`)
 	assert.Contains(t, string(j), `"device": "i8042 command/status"`)
 }
+
+// TestCLIDiskErrors: each bad --disk is refused before the guest starts,
+// with a message naming the image.
+func TestCLIDiskErrors(t *testing.T) {
+	if _, err := os.Stat("/dev/kvm"); err != nil {
+		t.Skip("needs /dev/kvm")
+	}
+	dir := t.TempDir()
+	img := filepath.Join(dir, "guest.bin")
+	assert.NoError(t, os.WriteFile(img, []byte{0xF4}, 0o644)) // hlt
+	disk := filepath.Join(dir, "disk.img")
+	assert.NoError(t, os.WriteFile(disk, make([]byte, 1<<20), 0o644))
+	empty := filepath.Join(dir, "empty.img")
+	assert.NoError(t, os.WriteFile(empty, nil, 0o644))
+	for _, c := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"missing image", []string{"--disk", filepath.Join(dir, "nope.img")}, filepath.Join(dir, "nope.img")},
+		{"bad option", []string{"--disk", disk + ",rx"}, `unknown option "rx"`},
+		{"directory", []string{"--disk", dir}, "directory"},
+		{"empty image", []string{"--disk", empty}, empty},
+		{"same image twice", []string{"--disk", disk, "--disk", disk}, "lock"},
+		{"read-only and read-write", []string{"--disk", disk + ",ro", "--disk", disk}, "lock"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			args := append([]string{"boot", "--raw", "--kernel", img, "--mem", "64M"}, c.args...)
+			status, stdout, stderr := runCLI(t, args...)
+			assert.NotZero(t, status)
+			assert.Empty(t, stdout)
+			assert.Contains(t, stderr, c.want)
+			assert.Equal(t, 1, strings.Count(stderr, "\n"), "one line: %q", stderr)
+		})
+	}
+	data, err := os.ReadFile(disk)
+	assert.NoError(t, err)
+	assert.Equal(t, make([]byte, 1<<20), data, "a refused run leaves the image alone")
+}

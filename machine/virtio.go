@@ -1,0 +1,121 @@
+package machine
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/govmm/govmm/virtio"
+	"github.com/govmm/govmm/virtio/blk"
+	"github.com/govmm/govmm/virtio/rng"
+	"github.com/govmm/govmm/virtio/virtiopci"
+)
+
+// Disk is a virtio-blk disk: a raw image file.
+type Disk struct {
+	Path     string
+	ReadOnly bool
+}
+
+// MaxDisks is how many disks fit on bus 0 next to the other devices, and
+// how far Linux's virtio-blk names go with one letter (vda to vdz).
+const MaxDisks = 26
+
+// virtioFunction is one virtio device on the PCI bus.
+type virtioFunction struct {
+	name      string
+	dev       virtio.Device
+	transport *virtiopci.Transport
+	closer    func() error // releases the device's host resources, or nil
+}
+
+// firstVirtioSlot is the slot of the first virtio device; slot 0 is the
+// host bridge. Linux probes bus 0 in slot order and names virtio disks in
+// probe order, so the disks come first, in the order given: the first is
+// /dev/vda.
+const firstVirtioSlot = 1
+
+// diskName is the name Linux gives the i-th virtio disk: vda, vdb, ...
+func diskName(i int) string { return "vd" + string(rune('a'+i)) }
+
+// setupVirtio creates the virtio devices and puts them on the PCI bus:
+// the disks, then the entropy source.
+func (m *Machine) setupVirtio() error {
+	if len(m.cfg.Disks) > MaxDisks {
+		return fmt.Errorf("%d disks: govmm supports up to %d", len(m.cfg.Disks), MaxDisks)
+	}
+	slot := firstVirtioSlot
+	add := func(name string, dev virtio.Device, closer func() error) error {
+		t, err := virtiopci.New(virtiopci.Config{
+			Device: dev,
+			Mem:    m.mem,
+			Router: m.pci.newMSIRouter(name),
+			Log:    m.log,
+			Name:   name,
+		})
+		if err != nil {
+			if closer != nil {
+				closer()
+			}
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		m.virtio = append(m.virtio, &virtioFunction{name: name, dev: dev, transport: t, closer: closer})
+		if err := m.pci.attach(slot, name, t); err != nil {
+			return err
+		}
+		slot++
+		return nil
+	}
+	for i, d := range m.cfg.Disks {
+		dev, err := blk.Open(d.Path, blk.Options{ReadOnly: d.ReadOnly, NumQueues: m.cfg.CPUs})
+		if err != nil {
+			return err
+		}
+		if err := add("virtio-blk "+diskName(i), dev, dev.Close); err != nil {
+			return err
+		}
+	}
+	if err := add("virtio-rng", rng.New(), nil); err != nil {
+		return err
+	}
+	return m.pci.assignResources()
+}
+
+// stopVirtio stops every device's goroutines: called once the vCPUs have
+// stopped, so nothing touches guest memory any more.
+func (m *Machine) stopVirtio() {
+	for _, f := range m.virtio {
+		f.dev.Reset()
+	}
+}
+
+// closeVirtio releases the devices. The ioeventfds and irqfds must be gone
+// (pciHost.close) before the transports close the eventfds behind them.
+func (m *Machine) closeVirtio() error {
+	var errs []error
+	for _, f := range m.virtio {
+		errs = append(errs, f.transport.Close())
+		if f.closer != nil {
+			errs = append(errs, f.closer())
+		}
+	}
+	m.virtio = nil
+	return errors.Join(errs...)
+}
+
+// rootParam matches a root= parameter on a kernel command line.
+var rootParam = regexp.MustCompile(`(^|\s)root=`)
+
+// defaultRootArgs is what govmm appends to a command line without root=
+// when there are disks: the root filesystem is on the first one.
+const defaultRootArgs = "root=/dev/vda rw"
+
+// WithRootDisk returns cmdline with "root=/dev/vda rw" appended when the
+// machine has disks and cmdline names no root device.
+func WithRootDisk(cmdline string, disks int) string {
+	if disks == 0 || rootParam.MatchString(cmdline) {
+		return cmdline
+	}
+	return strings.TrimSpace(cmdline + " " + defaultRootArgs)
+}
