@@ -2,6 +2,7 @@
 //
 //	govmm boot --kernel bzImage [--initrd FILE] [--append CMDLINE] [--mem SIZE] [--cpus N]
 //	govmm probe
+//	govmm lesson [NAME]
 //	govmm version
 package main
 
@@ -31,7 +32,8 @@ const usage = `govmm: a small, fast type-2 hypervisor on Linux KVM
 
 Usage:
   govmm boot --kernel PATH [--initrd PATH] [--append CMDLINE] [--mem SIZE] [--cpus N]
-  govmm probe     say whether this host's KVM is hardware-backed, and what it supports
+  govmm probe          say whether this host's KVM is hardware-backed, and what it supports
+  govmm lesson [NAME]  list the lesson guests, or assemble one and boot it
   govmm version
 
 Run 'govmm COMMAND --help' for a command's options.
@@ -58,6 +60,8 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 		status, err = cmdBoot(args[1:], stdin, stdout, stderr)
 	case "probe":
 		err = cmdProbe(args[1:], stdout)
+	case "lesson":
+		status, err = cmdLesson(args[1:], stdin, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "govmm %s\n", versionString())
 	case "help", "-h", "--help":
