@@ -64,6 +64,8 @@ type Config struct {
 	// Disks are virtio-blk disks, /dev/vda first. The command line is
 	// not changed here; see WithRootDisk.
 	Disks []Disk
+	// NICs are virtio-net cards, each on a tap device.
+	NICs []NIC
 
 	// Stats records exits by port and by MMIO address as well as by
 	// reason (see Machine.Stats).

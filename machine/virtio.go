@@ -3,11 +3,13 @@ package machine
 import (
 	"errors"
 	"fmt"
+	gonet "net"
 	"regexp"
 	"strings"
 
 	"github.com/govmm/govmm/virtio"
 	"github.com/govmm/govmm/virtio/blk"
+	"github.com/govmm/govmm/virtio/net"
 	"github.com/govmm/govmm/virtio/rng"
 	"github.com/govmm/govmm/virtio/virtiopci"
 )
@@ -18,9 +20,20 @@ type Disk struct {
 	ReadOnly bool
 }
 
+// NIC is a virtio-net card on a tap device.
+type NIC struct {
+	Tap string
+	// MAC is the card's address; nil derives a stable one from Tap.
+	MAC gonet.HardwareAddr
+}
+
 // MaxDisks is how many disks fit on bus 0 next to the other devices, and
 // how far Linux's virtio-blk names go with one letter (vda to vdz).
 const MaxDisks = 26
+
+// MaxNICs is how many network cards fit on bus 0 next to the disks: 31
+// device slots, minus 26 disks and the entropy source.
+const MaxNICs = 4
 
 // virtioFunction is one virtio device on the PCI bus.
 type virtioFunction struct {
@@ -40,10 +53,13 @@ const firstVirtioSlot = 1
 func diskName(i int) string { return "vd" + string(rune('a'+i)) }
 
 // setupVirtio creates the virtio devices and puts them on the PCI bus:
-// the disks, then the entropy source.
+// the disks, the network cards, then the entropy source.
 func (m *Machine) setupVirtio() error {
 	if len(m.cfg.Disks) > MaxDisks {
 		return fmt.Errorf("%d disks: govmm supports up to %d", len(m.cfg.Disks), MaxDisks)
+	}
+	if len(m.cfg.NICs) > MaxNICs {
+		return fmt.Errorf("%d network cards: govmm supports up to %d", len(m.cfg.NICs), MaxNICs)
 	}
 	slot := firstVirtioSlot
 	add := func(name string, dev virtio.Device, closer func() error) error {
@@ -73,6 +89,21 @@ func (m *Machine) setupVirtio() error {
 			return err
 		}
 		if err := add("virtio-blk "+diskName(i), dev, dev.Close); err != nil {
+			return err
+		}
+	}
+	for i, n := range m.cfg.NICs {
+		tap, err := net.OpenTap(n.Tap)
+		if err != nil {
+			return err
+		}
+		dev, err := net.New(net.Options{TapName: n.Tap, MAC: n.MAC}, tap)
+		if err != nil {
+			tap.Close()
+			return fmt.Errorf("tap %s: %w", n.Tap, err)
+		}
+		name := fmt.Sprintf("virtio-net %d (tap %s, %s)", i, n.Tap, dev.MAC())
+		if err := add(name, dev, dev.Close); err != nil {
 			return err
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/govmm/govmm/bootloader"
 	"github.com/govmm/govmm/machine"
 	"github.com/govmm/govmm/virtio/blk"
+	"github.com/govmm/govmm/virtio/net"
 	"github.com/spf13/pflag"
 )
 
@@ -32,6 +33,7 @@ func cmdBoot(args []string, stdin *os.File, stdout, stderr io.Writer) (int, erro
 	mem := fs.String("mem", defaultMem, "guest RAM `size`, like 256M or 2G")
 	cpus := fs.Int("cpus", 1, "number of vCPUs (1-64)")
 	disks := fs.StringArray("disk", nil, "attach a raw disk image as virtio-blk, `PATH[,ro]`; repeat for /dev/vda, /dev/vdb, ... (adds root=/dev/vda rw to a command line without root=)")
+	nets := fs.StringArray("net", nil, "attach a virtio-net card on a tap device, `tap=NAME[,mac=MAC]`; govmm creates the tap if needed (repeatable)")
 	raw := fs.Bool("raw", false, "treat --kernel as a flat real-mode image, loaded and entered at 0000:7C00 like a boot sector")
 	logLevel := fs.String("log-level", "warn", "diagnostics `level`: debug, info, warn or error")
 	stats := fs.Bool("stats", false, "print VM exit statistics (by reason, device, port and MMIO address) to stderr when the guest ends")
@@ -88,6 +90,13 @@ func cmdBoot(args []string, stdin *os.File, stdout, stderr io.Writer) (int, erro
 			return exitUsage, usageError{err}
 		}
 		cfg.Disks = append(cfg.Disks, machine.Disk{Path: path, ReadOnly: ro})
+	}
+	for _, n := range *nets {
+		o, err := net.ParseNetFlag(n)
+		if err != nil {
+			return exitUsage, usageError{err}
+		}
+		cfg.NICs = append(cfg.NICs, machine.NIC{Tap: o.TapName, MAC: o.MAC})
 	}
 	if !*raw {
 		cfg.Cmdline = machine.WithRootDisk(cfg.Cmdline, len(cfg.Disks))

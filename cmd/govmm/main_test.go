@@ -48,6 +48,9 @@ func TestCLIBadInputsGetOneClearLine(t *testing.T) {
 		{"unknown command", []string{"frobnicate"}, `unknown command "frobnicate"`},
 		{"raw with initrd", []string{"boot", "--raw", "--kernel", notBz, "--initrd", notBz}, "--initrd cannot be used with --raw"},
 		{"unknown trace reason", []string{"boot", "--kernel", notBz, "--trace", filepath.Join(dir, "t"), "--trace-reason", "io,bogus"}, `unknown exit reason "bogus"`},
+		{"net without tap", []string{"boot", "--kernel", notBz, "--net", "mac=02:00:00:00:00:01"}, "--net"},
+		{"net with a multicast MAC", []string{"boot", "--kernel", notBz, "--net", "tap=t0,mac=01:00:5e:00:00:01"}, "multicast"},
+		{"net with an unknown option", []string{"boot", "--kernel", notBz, "--net", "tap=t0,speed=10G"}, "speed"},
 		{"trace filter without trace", []string{"boot", "--kernel", notBz, "--trace-device", "uart"}, "need --trace FILE"},
 		{"trace file in a missing directory", []string{"boot", "--raw", "--kernel", notBz, "--trace", filepath.Join(dir, "no", "t")}, "--trace: open"},
 	} {

@@ -1,0 +1,161 @@
+package net
+
+import (
+	"errors"
+
+	"github.com/govmm/govmm/virtio"
+)
+
+// transmitter serves transmitq1 (§5.1.6.2): each chain the driver makes
+// available is one packet, a virtio_net_hdr and an Ethernet frame in the
+// chain's device-readable buffers. It runs on a virtio.Worker, which calls
+// drain after every kick; virtio.Drain takes every available chain, then
+// publishes all their completions at once and interrupts the driver at most
+// once per batch.
+type transmitter struct {
+	d   *Device
+	run *activation
+	q   *virtio.Queue
+
+	// The negotiated features that decide which headers the driver may
+	// send (§5.1.6.2.1).
+	csum, tso4, tso6, ecn bool
+
+	chain virtio.DescChain // reused for every chain: no allocation per packet
+	serve virtio.ServeFunc // t.send, bound once
+	// hdr is the device's own copy of the packet's header. The buffers
+	// are guest RAM, which a hostile guest can change while the device
+	// works, so the header is checked and handed to the backend from
+	// here, never read twice from guest RAM.
+	hdr [HeaderSize]byte
+	iov [][]byte // the packet as the backend gets it: hdr, then guest RAM
+}
+
+func newTransmitter(d *Device, run *activation, q *virtio.Queue) *transmitter {
+	f := run.act.Features
+	t := &transmitter{
+		d:    d,
+		run:  run,
+		q:    q,
+		csum: f.Has(VIRTIO_NET_F_CSUM),
+		tso4: f.Has(VIRTIO_NET_F_HOST_TSO4),
+		tso6: f.Has(VIRTIO_NET_F_HOST_TSO6),
+		ecn:  f.Has(VIRTIO_NET_F_HOST_ECN),
+		iov:  make([][]byte, 0, MaxBuffers),
+	}
+	t.serve = t.send
+	return t
+}
+
+// drain is the worker's job: transmit everything the driver queued.
+func (t *transmitter) drain() error { return virtio.Drain(t.q, &t.chain, t.serve) }
+
+// send transmits the packet in c. It never fails: a malformed or
+// undeliverable packet is dropped and counted, and the chain is completed
+// all the same, with a used length of 0 since the device writes nothing
+// into a transmit buffer. Only a broken queue stops the worker, and that
+// error comes from Pop, in virtio.Drain.
+func (t *transmitter) send(c *virtio.DescChain) (uint32, error) {
+	const written = 0
+	s := &t.d.stats
+	n := uint64(c.ReadableLen())
+	// A packet is a header and at least an Ethernet header, at most the
+	// largest packet the offloads allow (§5.1.6.2). Device-writable
+	// buffers in a transmit chain have no meaning; they are ignored.
+	if n < HeaderSize+ethHeaderLen || n > HeaderSize+MaxPacketLen {
+		s.txErrors.Add(1)
+		return written, nil
+	}
+	// c is fresh from Pop, so Read starts at the first readable byte.
+	if _, err := c.Read(t.hdr[:]); err != nil {
+		s.txErrors.Add(1)
+		return written, nil
+	}
+	h := DecodeHeader(t.hdr[:])
+	if !t.headerAllowed(h) {
+		s.txErrors.Add(1)
+		return written, nil
+	}
+	// "The device MUST ignore flag bits that it does not recognize"
+	// (§5.1.6.2.2): only NEEDS_CSUM means anything on transmit, so only
+	// it reaches the backend. num_buffers is unused on transmit; the
+	// driver "MUST set num_buffers to zero" (§5.1.6.2.1), and so does the
+	// device's copy.
+	h.Flags &= VIRTIO_NET_HDR_F_NEEDS_CSUM
+	h.NumBuffers = 0
+	h.Encode(t.hdr[:])
+
+	// The frame goes to the backend straight from guest RAM: the iovec
+	// points into the chain's buffers, and the kernel's copy into its
+	// socket buffer is the only copy of the payload.
+	t.iov = append(t.iov[:0], t.hdr[:])
+	t.iov = virtio.SliceBuffers(t.iov, c.ReadableBuffers(), HeaderSize, n-HeaderSize)
+	if len(t.iov) > MaxBuffers {
+		// More buffers than one writev takes (Linux uses at most
+		// MAX_SKB_FRAGS + 2 for a packet).
+		s.txErrors.Add(1)
+		return written, nil
+	}
+	if t.d.vanished.Load() {
+		s.txDropped.Add(1)
+		return written, nil
+	}
+	err := t.d.backend.WritePacket(t.iov)
+	clear(t.iov) // keep no references to guest RAM between packets
+	switch {
+	case err == nil:
+		s.txPackets.Add(1)
+		s.txBytes.Add(n - HeaderSize)
+	case errors.Is(err, ErrStopped):
+		// Reset is stopping the device; the driver will not look at
+		// this chain again.
+		s.txDropped.Add(1)
+	case errors.Is(err, ErrVanished):
+		s.txDropped.Add(1)
+		t.d.reportVanished(t.run, err, true)
+	default:
+		// The tap refused this packet: a header the kernel does not
+		// accept (EINVAL), the link down (EIO), no memory. Counted;
+		// logged once, as a guest can cause any number of them.
+		s.txDropped.Add(1)
+		if t.d.warnedWrite.CompareAndSwap(false, true) {
+			t.run.log.Warn("virtio-net: backend refused a packet; further refusals are only counted",
+				"tap", t.d.name, "err", err)
+		}
+	}
+	return written, nil
+}
+
+// headerAllowed checks a transmitted header against the features the
+// driver negotiated (§5.1.6.2.1): partial checksums need
+// VIRTIO_NET_F_CSUM, each segmentation offload its HOST_ feature, and a
+// segmentation offload packet a partial checksum and an MSS. The tap's
+// kernel side checks the rest (virtio_net_hdr_to_skb in
+// include/linux/virtio_net.h: csum_start and csum_offset inside the
+// packet, gso_type against the frame's protocol).
+func (t *transmitter) headerAllowed(h Header) bool {
+	needsCsum := h.Flags&VIRTIO_NET_HDR_F_NEEDS_CSUM != 0
+	if needsCsum && !t.csum {
+		return false
+	}
+	ecn := h.GSOType&VIRTIO_NET_HDR_GSO_ECN != 0
+	switch h.GSOType &^ VIRTIO_NET_HDR_GSO_ECN {
+	case VIRTIO_NET_HDR_GSO_NONE:
+		return !ecn
+	case VIRTIO_NET_HDR_GSO_TCPV4:
+		if !t.tso4 {
+			return false
+		}
+	case VIRTIO_NET_HDR_GSO_TCPV6:
+		if !t.tso6 {
+			return false
+		}
+	default:
+		// UDP fragmentation and segmentation are not offered.
+		return false
+	}
+	// "If gso_type differs from VIRTIO_NET_HDR_GSO_NONE, then the driver
+	// MUST also set the VIRTIO_NET_HDR_F_NEEDS_CSUM bit in flags and MUST
+	// set gso_size to indicate the desired MSS." (§5.1.6.2.1)
+	return (!ecn || t.ecn) && needsCsum && h.GSOSize != 0
+}
