@@ -67,6 +67,10 @@ type Config struct {
 	// NICs are virtio-net cards, each on a tap device.
 	NICs []NIC
 
+	// Debug starts the machine stopped, for a debugger: Debugger returns
+	// the gdbstub.Target, and the vCPUs run when the debugger says so.
+	Debug bool
+
 	// Stats records exits by port and by MMIO address as well as by
 	// reason (see Machine.Stats).
 	Stats bool
@@ -132,6 +136,8 @@ type Machine struct {
 	virtio      []*virtioFunction
 	tracer      *tracer       // nil unless Config.Trace
 	ranFor      time.Duration // Run's duration, for Stats
+
+	debugger *debugger // nil without Config.Debug
 
 	vcpuWG       sync.WaitGroup
 	stopping     atomic.Bool
@@ -240,6 +246,9 @@ func New(cfg Config) (_ *Machine, err error) {
 	}
 	if err := m.setupVCPUs(); err != nil {
 		return nil, err
+	}
+	if cfg.Debug {
+		m.debugger = newDebugger(m)
 	}
 	if err := m.setupPlatform(); err != nil {
 		return nil, err
@@ -359,6 +368,9 @@ func (m *Machine) finish(r Result) {
 		m.result = r
 		m.stopping.Store(true)
 		close(m.done)
+		if m.debugger != nil {
+			m.debugger.exited(r)
+		}
 	})
 }
 

@@ -79,6 +79,11 @@ func (v *vcpu) run() {
 	v.BindThread()
 	defer v.m.vcpuWG.Done()
 	for !v.m.stopping.Load() {
+		// With a debugger, the vCPU waits here while the machine is
+		// stopped for it.
+		if d := v.m.debugger; d != nil && !d.gate(v) {
+			return
+		}
 		entered := time.Now()
 		err := v.Run()
 		exited := time.Now()
@@ -161,6 +166,12 @@ func (v *vcpu) handleExit(reason kvm.ExitReason, ev *exitEvent) bool {
 			m.fail(fmt.Errorf("vCPU %d: KVM system event %d (crash)\n%s", v.ID(), t, v.dump()))
 		}
 		return false
+	case kvm.ExitDebug:
+		if m.debugger == nil {
+			m.fail(fmt.Errorf("vCPU %d: %v without a debugger\n%s", v.ID(), reason, v.dump()))
+			return false
+		}
+		return m.debugger.debugExit(v)
 	case kvm.ExitIntr:
 		// A signal arrived just as the guest exited; nothing to do.
 	case kvm.ExitFailEntry:

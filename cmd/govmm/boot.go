@@ -5,12 +5,15 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	gonet "net"
 	"os"
 	"os/signal"
 	"sync/atomic"
 	"syscall"
 
 	"github.com/govmm/govmm/bootloader"
+	"github.com/govmm/govmm/gdbstub"
+	"github.com/govmm/govmm/kvm"
 	"github.com/govmm/govmm/machine"
 	"github.com/govmm/govmm/virtio/blk"
 	"github.com/govmm/govmm/virtio/net"
@@ -34,6 +37,7 @@ func cmdBoot(args []string, stdin *os.File, stdout, stderr io.Writer) (int, erro
 	cpus := fs.Int("cpus", 1, "number of vCPUs (1-64)")
 	disks := fs.StringArray("disk", nil, "attach a raw disk image as virtio-blk, `PATH[,ro]`; repeat for /dev/vda, /dev/vdb, ... (adds root=/dev/vda rw to a command line without root=)")
 	nets := fs.StringArray("net", nil, "attach a virtio-net card on a tap device, `tap=NAME[,mac=MAC]`; govmm creates the tap if needed (repeatable)")
+	gdbAddr := fs.String("gdb", "", "wait for GDB on `ADDR` before the first instruction: PORT or :PORT listens on 127.0.0.1 only, HOST:PORT on HOST (then: gdb vmlinux -ex 'target remote :PORT')")
 	raw := fs.Bool("raw", false, "treat --kernel as a flat real-mode image, loaded and entered at 0000:7C00 like a boot sector")
 	logLevel := fs.String("log-level", "warn", "diagnostics `level`: debug, info, warn or error")
 	stats := fs.Bool("stats", false, "print VM exit statistics (by reason, device, port and MMIO address) to stderr when the guest ends")
@@ -122,6 +126,16 @@ func cmdBoot(args []string, stdin *os.File, stdout, stderr io.Writer) (int, erro
 		}
 	}
 
+	var gdbListener gonet.Listener
+	if *gdbAddr != "" {
+		// Bound before the machine is built, so that a busy port fails
+		// fast, with nothing to undo.
+		if gdbListener, err = gdbstub.Listen(*gdbAddr); err != nil {
+			return exitUsage, usageError{fmt.Errorf("--gdb: %w", err)}
+		}
+		defer gdbListener.Close()
+		cfg.Debug = true
+	}
 	if *trace != "" {
 		f, err := os.Create(*trace)
 		if err != nil {
@@ -136,6 +150,18 @@ func cmdBoot(args []string, stdin *os.File, stdout, stderr io.Writer) (int, erro
 		return exitError, err
 	}
 	defer m.Close()
+	if gdbListener != nil {
+		// Deferred after m.Close, so it runs first: the stub tells GDB
+		// how the machine ended before the machine goes away.
+		srv := gdbstub.NewServer(m.Debugger(), gdbstub.Options{
+			Log:                      log,
+			HardwareBreakpointsFirst: !kvm.DetectBackend("/sys", "/proc").HardwareAssisted(),
+		})
+		go srv.Serve(gdbListener)
+		defer srv.Close()
+		a := gdbListener.Addr().String()
+		fmt.Fprintf(stderr, "govmm: the guest waits for GDB on %s: gdb vmlinux -ex 'target remote %s'\n", a, a)
+	}
 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
