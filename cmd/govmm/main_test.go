@@ -51,7 +51,7 @@ func TestCLIBadInputsGetOneClearLine(t *testing.T) {
 		{"net without tap", []string{"boot", "--kernel", notBz, "--net", "mac=02:00:00:00:00:01"}, "--net"},
 		{"net with a multicast MAC", []string{"boot", "--kernel", notBz, "--net", "tap=t0,mac=01:00:5e:00:00:01"}, "multicast"},
 		{"net with an unknown option", []string{"boot", "--kernel", notBz, "--net", "tap=t0,speed=10G"}, "speed"},
-		{"gdb on a bad address", []string{"boot", "--kernel", notBz, "--gdb", "127.0.0.1:notaport"}, "--gdb"},
+		{"gdb on a bad address", []string{"boot", "--raw", "--kernel", notBz, "--gdb", "127.0.0.1:notaport"}, "--gdb"},
 		{"trace filter without trace", []string{"boot", "--kernel", notBz, "--trace-device", "uart"}, "need --trace FILE"},
 		{"trace file in a missing directory", []string{"boot", "--raw", "--kernel", notBz, "--trace", filepath.Join(dir, "no", "t")}, "--trace: open"},
 	} {
