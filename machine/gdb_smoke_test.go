@@ -113,7 +113,7 @@ func TestGDBLongModeInt3(t *testing.T) {
 	case r := <-done:
 		t.Logf("result %v: %s; console %q", r.Reason, r.Detail, out.String())
 		assert.Equal(t, PowerOff, r.Reason)
-		assert.Equal(t, "hello", out.String())
+		assert.Equal(t, "hello\r\n", out.String())
 	case <-time.After(30 * time.Second):
 		m.Stop("timeout")
 		t.Fatalf("guest did not end after detach; console %q", out.String())

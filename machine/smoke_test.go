@@ -1,12 +1,12 @@
 package machine
 
 import (
-	"encoding/binary"
 	"os"
 	"testing"
 	"time"
 
 	"github.com/govmm/govmm/devices/devicetest"
+	"github.com/govmm/govmm/internal/tinykernel"
 	"github.com/govmm/govmm/kvm"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -143,60 +143,12 @@ func TestSmokeStop(t *testing.T) {
 	}
 }
 
-// bzImage builds a minimal bzImage around 64-bit code placed at the 64-bit
-// entry point (protected-mode start + 0x200), with a setup header that
-// passes the bootloader's checks (Documentation/arch/x86/boot.rst).
-func bzImage(code64 []byte) []byte {
-	const (
-		setupSects  = 1
-		sectorSize  = 512
-		entry64Off  = 0x200
-		version     = 0x020F // protocol 2.15
-		loadedHigh  = 0x01
-		xlfKernel64 = 0x01
-	)
-	payload := make([]byte, entry64Off+len(code64))
-	copy(payload[entry64Off:], code64)
-	for len(payload)%16 != 0 {
-		payload = append(payload, 0)
-	}
-	img := make([]byte, (setupSects+1)*sectorSize, (setupSects+1)*sectorSize+len(payload))
-	le := binary.LittleEndian
-	img[0x1F1] = setupSects
-	le.PutUint32(img[0x1F4:], uint32(len(payload)/16)) // syssize
-	le.PutUint16(img[0x1FE:], 0xAA55)                  // boot_flag
-	img[0x200], img[0x201] = 0xEB, 0x66                // jump over the header
-	copy(img[0x202:], "HdrS")
-	le.PutUint16(img[0x206:], version)
-	img[0x211] = loadedHigh
-	le.PutUint32(img[0x22C:], 0x7FFFFFFF) // initrd_addr_max
-	le.PutUint32(img[0x230:], 0x200000)   // kernel_alignment
-	img[0x234] = 1                        // relocatable_kernel
-	le.PutUint16(img[0x236:], xlfKernel64)
-	le.PutUint32(img[0x238:], 2048)      // cmdline_size
-	le.PutUint64(img[0x258:], 0x1000000) // pref_address
-	le.PutUint32(img[0x260:], 0x100000)  // init_size
-	return append(img, payload...)
-}
-
-// printCmdlineAndPowerOff is 64-bit code that prints the command line,
-// found through boot_params (RSI) at cmd_line_ptr (offset 0x228), on COM1
-// and then powers off through ACPI: SLP_TYP=5 | SLP_EN into PM1a_CNT.
-var printCmdlineAndPowerOff = []byte{
-	0x8B, 0x86, 0x28, 0x02, 0x00, 0x00, // mov eax, [rsi+0x228]  ; cmd_line_ptr
-	0x48, 0x89, 0xC3, //                   mov rbx, rax
-	0x66, 0xBA, 0xF8, 0x03, //             mov dx, 0x3f8
-	0x8A, 0x03, //                   loop: mov al, [rbx]
-	0x84, 0xC0, //                         test al, al
-	0x74, 0x06, //                         jz done
-	0xEE,             //                   out dx, al
-	0x48, 0xFF, 0xC3, //                   inc rbx
-	0xEB, 0xF4, //                         jmp loop
-	0x66, 0xBA, 0x04, 0x06, //       done: mov dx, 0x604      ; PM1a_CNT
-	0x66, 0xB8, 0x00, 0x34, //             mov ax, 5<<10 | 1<<13
-	0x66, 0xEF, //                         out dx, ax
-	0xF4, //                               hlt
-}
+// bzImage and printCmdlineAndPowerOff are the tiny kernel of
+// internal/tinykernel.
+var (
+	bzImage                 = tinykernel.BzImage
+	printCmdlineAndPowerOff = tinykernel.PrintCmdlineAndPowerOff
+)
 
 // TestSmokeLongModeBoot checks the whole 64-bit boot path on a tiny
 // kernel: long mode with govmm's page tables and GDT, RSI → boot_params,
@@ -206,7 +158,7 @@ func TestSmokeLongModeBoot(t *testing.T) {
 	require.NoError(t, r.Err)
 	assert.Equal(t, PowerOff, r.Reason)
 	assert.Equal(t, "ACPI S5", r.Detail)
-	assert.Equal(t, "hello from the zero page", out)
+	assert.Equal(t, "hello from the zero page\r\n", out)
 }
 
 // TestSmokeLongModeBootAboveHole boots the same tiny kernel with RAM above
@@ -215,7 +167,7 @@ func TestSmokeLongModeBootAboveHole(t *testing.T) {
 	r, out := runGuest(t, Config{Kernel: bzImage(printCmdlineAndPowerOff), Cmdline: "x", MemSize: 4 << 30, CPUs: 4})
 	require.NoError(t, r.Err)
 	assert.Equal(t, PowerOff, r.Reason)
-	assert.Equal(t, "x", out)
+	assert.Equal(t, "x\r\n", out)
 }
 
 func TestConfigValidation(t *testing.T) {
