@@ -4,9 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"math/bits"
 	"unsafe"
 
+	"github.com/govmm/govmm/internal/iovec"
 	"golang.org/x/sys/unix"
 )
 
@@ -19,35 +19,6 @@ import (
 // errShortIO is a read that found the end of the image before the end of
 // the request: the image shrank under the device.
 var errShortIO = errors.New("virtio-blk: image ended before the request")
-
-// offsetArgs splits a file offset into the two registers preadv(2) and
-// pwritev(2) take it in, low half first: on a 64-bit kernel the high
-// register is ignored (the shifts make it 0), on a 32-bit one it holds the
-// upper 32 bits.
-func offsetArgs(off int64) (lo, hi uintptr) {
-	const half = bits.UintSize / 2
-	return uintptr(off), uintptr(uint64(off) >> half >> half)
-}
-
-func preadv(fd int, iov []unix.Iovec, off int64) (int, error) {
-	lo, hi := offsetArgs(off)
-	n, _, errno := unix.Syscall6(unix.SYS_PREADV, uintptr(fd),
-		uintptr(unsafe.Pointer(unsafe.SliceData(iov))), uintptr(len(iov)), lo, hi, 0)
-	if errno != 0 {
-		return 0, errno
-	}
-	return int(n), nil
-}
-
-func pwritev(fd int, iov []unix.Iovec, off int64) (int, error) {
-	lo, hi := offsetArgs(off)
-	n, _, errno := unix.Syscall6(unix.SYS_PWRITEV, uintptr(fd),
-		uintptr(unsafe.Pointer(unsafe.SliceData(iov))), uintptr(len(iov)), lo, hi, 0)
-	if errno != 0 {
-		return 0, errno
-	}
-	return int(n), nil
-}
 
 // rwFull runs preadv or pwritev until all of iov has moved, retrying after
 // EINTR and continuing after a short transfer (a signal, or a request
@@ -68,21 +39,6 @@ func rwFull(op func(int, []unix.Iovec, int64) (int, error), fd int, iov []unix.I
 		iov = advance(iov, n)
 	}
 	return nil
-}
-
-// advance drops the first n bytes from iov.
-func advance(iov []unix.Iovec, n int) []unix.Iovec {
-	for len(iov) > 0 && n > 0 {
-		l := int(iov[0].Len)
-		if n < l {
-			iov[0].Base = (*byte)(unsafe.Add(unsafe.Pointer(iov[0].Base), n))
-			iov[0].SetLen(l - n)
-			return iov
-		}
-		n -= l
-		iov = iov[1:]
-	}
-	return iov
 }
 
 // appendIovecs appends to iov the bytes [off, off+n) of the concatenation
@@ -191,3 +147,10 @@ func blockDeviceSize(fd int) (int64, error) {
 	}
 	return int64(size), nil
 }
+
+// The system calls themselves are shared with virtio-9p (internal/iovec).
+var (
+	preadv  = iovec.Preadv
+	pwritev = iovec.Pwritev
+	advance = iovec.Advance
+)

@@ -82,11 +82,3 @@ func TestRWFullShortTransfers(t *testing.T) {
 	}
 	require.ErrorIs(t, rwFull(short, 0, iov, 0), errShortIO)
 }
-
-func TestOffsetArgs(t *testing.T) {
-	lo, hi := offsetArgs(1<<40 + 5)
-	if unsafe.Sizeof(uintptr(0)) == 8 {
-		require.Equal(t, uintptr(1<<40+5), lo)
-		require.Zero(t, hi)
-	}
-}

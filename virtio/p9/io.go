@@ -1,9 +1,7 @@
 package p9
 
 import (
-	"math/bits"
-	"unsafe"
-
+	"github.com/govmm/govmm/internal/iovec"
 	"golang.org/x/sys/unix"
 )
 
@@ -16,7 +14,7 @@ import (
 // IOV_MAX). A transfer spread over more buffers is cut short there, which
 // 9P allows: Rread and Rwrite say how much was moved, and the client asks
 // again for the rest.
-const iovMax = 1024
+const iovMax = iovec.Max
 
 // iovecs returns iovecs for bufs, at most iovMax, skipping empty ones.
 func iovecs(bufs [][]byte) []unix.Iovec {
@@ -35,45 +33,9 @@ func iovecs(bufs [][]byte) []unix.Iovec {
 	return iov
 }
 
-// offsetArgs splits a file offset into the two registers preadv(2) and
-// pwritev(2) take it in, low half first (on a 64-bit kernel the high one
-// is ignored).
-func offsetArgs(off int64) (lo, hi uintptr) {
-	const half = bits.UintSize / 2
-	return uintptr(off), uintptr(uint64(off) >> half >> half)
-}
-
-func preadv(fd int, iov []unix.Iovec, off int64) (int, error) {
-	lo, hi := offsetArgs(off)
-	n, _, errno := unix.Syscall6(unix.SYS_PREADV, uintptr(fd),
-		uintptr(unsafe.Pointer(unsafe.SliceData(iov))), uintptr(len(iov)), lo, hi, 0)
-	if errno != 0 {
-		return 0, errno
-	}
-	return int(n), nil
-}
-
-func pwritev(fd int, iov []unix.Iovec, off int64) (int, error) {
-	lo, hi := offsetArgs(off)
-	n, _, errno := unix.Syscall6(unix.SYS_PWRITEV, uintptr(fd),
-		uintptr(unsafe.Pointer(unsafe.SliceData(iov))), uintptr(len(iov)), lo, hi, 0)
-	if errno != 0 {
-		return 0, errno
-	}
-	return int(n), nil
-}
-
-// advance drops the first n bytes from iov.
-func advance(iov []unix.Iovec, n int) []unix.Iovec {
-	for len(iov) > 0 && n > 0 {
-		l := int(iov[0].Len)
-		if n < l {
-			iov[0].Base = (*byte)(unsafe.Add(unsafe.Pointer(iov[0].Base), n))
-			iov[0].SetLen(l - n)
-			return iov
-		}
-		n -= l
-		iov = iov[1:]
-	}
-	return iov
-}
+// The system calls themselves are shared with virtio-blk (internal/iovec).
+var (
+	preadv  = iovec.Preadv
+	pwritev = iovec.Pwritev
+	advance = iovec.Advance
+)
