@@ -7,7 +7,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 # E2E_TIMEOUT bounds the whole end-to-end run inside the test bed (seconds).
 export E2E_TIMEOUT ?= 1800
 
-.PHONY: all build deps test unit e2e guests demo bench fuzz vet clean
+.PHONY: all build deps test unit e2e guests rootfs demo bench bench-io fuzz vet clean
 
 all: build
 
@@ -35,8 +35,13 @@ unit: vet
 e2e: build guests
 	scripts/e2e.sh
 
-guests:
+guests: rootfs
 	scripts/guest-assets.sh all
+
+# The ext4 root disk image (build/guests/rootfs/rootfs.img) for the virtio
+# tests: busybox and the same init as the initramfs images.
+rootfs:
+	scripts/rootfs.sh
 
 # All three tiers.
 test: deps unit e2e
@@ -48,6 +53,11 @@ demo: build
 
 bench: build guests
 	scripts/bench-boot.sh
+
+# virtio-blk and virtio-net throughput and VM exits, govmm against QEMU
+# (VMMS=qemu for the QEMU half alone).
+bench-io: build guests
+	scripts/bench-io.sh
 
 # A short run of every fuzz target.
 fuzz:

@@ -6,7 +6,8 @@
 # directly. Otherwise, as on PVM hosts, they run inside the nested test bed
 # (scripts/nested-run.sh), whose L1 VM has hardware-assisted KVM under QEMU.
 #
-# Needs bin/govmm and the guest assets (make build guests).
+# Needs bin/govmm and the guest assets (make build guests), and e2fsprogs
+# (debugfs, e2fsck) for the virtio tests.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 LOG_PREFIX=e2e
@@ -28,5 +29,9 @@ if host_kvm_is_hardware; then
   GOVMM_E2E=1 build/e2e.test -test.v -test.timeout "${timeout}s"
 else
   echo "e2e: no hardware-assisted KVM here; running the end-to-end tests in the nested test bed" >&2
-  GOVMM_E2E=1 scripts/nested-run.sh --cpus "$bed_cpus" --timeout "$timeout" -- build/e2e.test -test.v -test.timeout "$((timeout - 120))s"
+  # --host-root: the virtio tests read and write ext4 images with e2fsprogs'
+  # debugfs and e2fsck, which L1's busybox userland lacks; chrooted into the
+  # host's root file system they find them (govmm and the test binary are
+  # static and run the same there).
+  GOVMM_E2E=1 scripts/nested-run.sh --host-root --cpus "$bed_cpus" --timeout "$timeout" -- build/e2e.test -test.v -test.timeout "$((timeout - 120))s"
 fi

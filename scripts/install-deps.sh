@@ -4,13 +4,16 @@
 # Usage: scripts/install-deps.sh [GROUP...]
 #   testbed       QEMU (TCG emulates AMD SVM+NPT, so the L1 test bed gets real
 #                 hardware-assisted KVM) and the tools to pack initramfs images.
-#   guests        what scripts/guest-assets.sh needs to turn Debian kernel and
-#                 busybox packages into guest images (no package is installed to
-#                 the host for that: they are downloaded and unpacked).
+#   guests        what scripts/guest-assets.sh and scripts/rootfs.sh need to turn
+#                 Debian kernel and busybox packages into guest images (no
+#                 package is installed to the host for that: they are
+#                 downloaded and unpacked), e2fsprogs for the ext4 root disk.
 #   kernel-build  a compiler toolchain and Debian's linux-source-6.1, for the
 #                 minimal guest kernel.
-#   tests         tools the unit tests use when present: acpica-tools (iasl
-#                 and acpiexec check the generated ACPI tables).
+#   tests         tools the tests use when present: acpica-tools (iasl and
+#                 acpiexec check the generated ACPI tables), binutils (as and ld
+#                 assemble the lesson guests), gdb (the GDB stub's tests drive
+#                 the real debugger).
 #   all           everything above (the default when no GROUP is given).
 #
 # Idempotent and quiet: only packages that are missing are installed
@@ -20,14 +23,16 @@ set -euo pipefail
 
 pkgs_testbed=(qemu-system-x86 cpio gzip xz-utils kmod)
 # kmod: depmod, because Debian's kernel .debs ship no modules.dep.
-pkgs_guests=(cpio gzip xz-utils zstd kmod)
+# e2fsprogs: mkfs.ext4 -d builds the root disk image (scripts/rootfs.sh);
+# the end-to-end tests read images back with debugfs.
+pkgs_guests=(cpio gzip xz-utils zstd kmod e2fsprogs)
 # libelf-dev: objtool (x86-64 builds use it for the ORC unwinder / stack
 # validation). libssl-dev: scripts/sign-file and certs/ are built by the kernel
 # build even when module signing is off in some configurations.
 pkgs_kernel_build=(gcc make libc6-dev bc bison flex libelf-dev libssl-dev
                    xz-utils linux-source-6.1)
 
-pkgs_tests=(acpica-tools)
+pkgs_tests=(acpica-tools binutils gdb)
 groups=("$@")
 [[ ${#groups[@]} -eq 0 ]] && groups=(all)
 

@@ -1,0 +1,552 @@
+package main
+
+// The host half: launch each VMM in turn, serve its guest, sample KVM's
+// exit counters around every workload, print the table.
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// KVM's statistics in debugfs that the table uses. Each file is the sum
+// over every vCPU of every VM on the machine (Documentation/virt/kvm/api.rst,
+// "KVM statistics"): "exits" counts every VM exit, including those the
+// kernel handles itself (an ioeventfd doorbell, an in-kernel APIC access);
+// io_exits and mmio_exits count the port and MMIO exits that reach the
+// VMM's userspace; halt_exits the guest's HLTs.
+var counters = []string{"exits", "io_exits", "mmio_exits", "halt_exits", "irq_exits"}
+
+type vmmCase struct {
+	name, command string
+	runs          []*session
+	failures      []string
+}
+
+type caseList []*vmmCase
+
+func (c *caseList) String() string { return fmt.Sprint(len(*c)) }
+func (c *caseList) Set(s string) error {
+	name, cmd, ok := strings.Cut(s, "=")
+	if !ok || name == "" || cmd == "" {
+		return fmt.Errorf("case %q: want NAME=COMMAND", s)
+	}
+	*c = append(*c, &vmmCase{name: name, command: cmd})
+	return nil
+}
+
+// session is what one guest run reported.
+type session struct {
+	hello  string
+	phases map[string]*phaseResult
+}
+
+type phaseResult struct {
+	ops, bytes uint64
+	elapsed    time.Duration
+	delta      map[string]uint64 // counter increase during the phase
+}
+
+type hostConfig struct {
+	seconds       float64
+	threads       int
+	txPort        int
+	rxPort        int
+	kvmStats      string
+	bootTimeout   time.Duration
+	exitTimeout   time.Duration
+	logDir        string
+	ctl, tx, rx   net.Listener
+	haveCounters  bool
+	counterMissed string
+}
+
+func hostMain(args []string) int {
+	var cases caseList
+	fs := flag.NewFlagSet("guestbench host", flag.ContinueOnError)
+	runs := fs.Int("runs", 3, "runs of each case, interleaved")
+	listen := fs.String("listen", "192.0.2.1", "address to listen on (the host end of the guests' network)")
+	port := fs.Int("port", 5200, "control port; the TCP streams use the next two")
+	baseline := fs.String("baseline", "qemu", "the case the others are compared with")
+	cfg := hostConfig{}
+	fs.Float64Var(&cfg.seconds, "seconds", 5, "duration of each workload")
+	fs.IntVar(&cfg.threads, "threads", 4, "concurrent random readers (queue depth)")
+	fs.StringVar(&cfg.kvmStats, "kvm-stats", "/sys/kernel/debug/kvm", "KVM's debugfs statistics directory")
+	fs.DurationVar(&cfg.bootTimeout, "boot-timeout", 3*time.Minute, "how long a guest may take to call in")
+	fs.DurationVar(&cfg.exitTimeout, "exit-timeout", time.Minute, "how long a VMM may take to exit after its guest is done")
+	fs.StringVar(&cfg.logDir, "logs", "", "keep each run's console output in this directory")
+	fs.Var(&cases, "case", "NAME=COMMAND: a VMM command booting the benchmark guest (repeatable)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if len(cases) == 0 {
+		fmt.Fprintln(os.Stderr, "guestbench host: no -case given")
+		return 2
+	}
+	cfg.txPort, cfg.rxPort = *port+1, *port+2
+	var err error
+	if cfg.ctl, err = net.Listen("tcp", net.JoinHostPort(*listen, strconv.Itoa(*port))); err != nil {
+		fmt.Fprintf(os.Stderr, "guestbench host: %v (is the tap up with address %s?)\n", err, *listen)
+		return 1
+	}
+	if cfg.tx, err = net.Listen("tcp", net.JoinHostPort(*listen, strconv.Itoa(cfg.txPort))); err != nil {
+		fmt.Fprintf(os.Stderr, "guestbench host: %v\n", err)
+		return 1
+	}
+	if cfg.rx, err = net.Listen("tcp", net.JoinHostPort(*listen, strconv.Itoa(cfg.rxPort))); err != nil {
+		fmt.Fprintf(os.Stderr, "guestbench host: %v\n", err)
+		return 1
+	}
+	go serveTx(cfg.tx)
+	go serveRx(cfg.rx, time.Duration(cfg.seconds*float64(time.Second)))
+	if _, err := readCounters(cfg.kvmStats); err != nil {
+		cfg.counterMissed = err.Error()
+		fmt.Fprintf(os.Stderr, "guestbench host: no KVM exit counters (%v); exits are left out\n", err)
+	} else {
+		cfg.haveCounters = true
+	}
+
+	for run := 0; run < *runs; run++ {
+		order := append(caseList(nil), cases...)
+		if run%2 == 1 { // alternate which VMM goes first
+			for i, j := 0, len(order)-1; i < j; i, j = i+1, j-1 {
+				order[i], order[j] = order[j], order[i]
+			}
+		}
+		for _, c := range order {
+			s, err := cfg.once(c, run)
+			if err != nil {
+				c.failures = append(c.failures, fmt.Sprintf("run %d: %v", run+1, err))
+				fmt.Fprintf(os.Stderr, "guestbench host: run %d %s: FAILED: %v\n", run+1, c.name, err)
+				continue
+			}
+			c.runs = append(c.runs, s)
+			fmt.Fprintf(os.Stderr, "guestbench host: run %d %s: %s\n", run+1, c.name, s.summary())
+		}
+	}
+	report(os.Stdout, cases, *baseline, &cfg)
+	for _, c := range cases {
+		if len(c.runs) == 0 {
+			return 1
+		}
+	}
+	return 0
+}
+
+// once boots one guest with c's VMM and runs the workloads with it.
+func (cfg *hostConfig) once(c *vmmCase, run int) (*session, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// exec: the shell becomes the VMM, so a kill reaches the VMM itself.
+	cmd := exec.CommandContext(ctx, "sh", "-c", "exec "+c.command)
+	cmd.Stdin = nil // /dev/null
+	var console tailBuffer
+	var logf *os.File
+	out := io.Writer(&console)
+	if cfg.logDir != "" {
+		var err error
+		logf, err = os.Create(filepath.Join(cfg.logDir, fmt.Sprintf("%s-%d.log", c.name, run+1)))
+		if err != nil {
+			return nil, err
+		}
+		defer logf.Close()
+		out = io.MultiWriter(&console, logf)
+	}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	withConsole := func(err error) error {
+		return fmt.Errorf("%v\n--- console (last lines) ---\n%s", err, console.String())
+	}
+
+	// The guest calls in; or the VMM dies first; or time runs out.
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		if tl, ok := cfg.ctl.(*net.TCPListener); ok {
+			_ = tl.SetDeadline(time.Now().Add(cfg.bootTimeout))
+		}
+		conn, err := cfg.ctl.Accept()
+		if err != nil {
+			close(accepted)
+			return
+		}
+		accepted <- conn
+	}()
+	var conn net.Conn
+	select {
+	case conn = <-accepted:
+		if conn == nil {
+			cancel()
+			<-exited
+			return nil, withConsole(fmt.Errorf("the guest did not call in within %v", cfg.bootTimeout))
+		}
+	case err := <-exited:
+		// Unblock the accept goroutine; a late guest cannot exist now.
+		if tl, ok := cfg.ctl.(*net.TCPListener); ok {
+			_ = tl.SetDeadline(time.Now())
+		}
+		<-accepted
+		return nil, withConsole(fmt.Errorf("the VMM exited (%v) before its guest called in", err))
+	}
+	defer conn.Close()
+	s, serr := cfg.serve(conn)
+
+	select {
+	case err := <-exited:
+		if err != nil && serr == nil {
+			serr = fmt.Errorf("the VMM exited with %v", err)
+		}
+	case <-time.After(cfg.exitTimeout):
+		cancel()
+		<-exited
+		if serr == nil {
+			serr = fmt.Errorf("the VMM did not exit within %v after the guest was done", cfg.exitTimeout)
+		}
+	}
+	if serr == nil && !strings.Contains(console.String(), "GOVMM_RUN_STATUS=0") {
+		serr = errors.New("the guest's script did not report GOVMM_RUN_STATUS=0")
+	}
+	if serr != nil {
+		return nil, withConsole(serr)
+	}
+	return s, nil
+}
+
+// serve speaks the control protocol with one guest.
+func (cfg *hostConfig) serve(conn net.Conn) (*session, error) {
+	r := bufio.NewReader(conn)
+	// Generous: a phase runs -seconds, plus whatever a slow guest needs.
+	deadline := func() {
+		_ = conn.SetDeadline(time.Now().Add(time.Duration(cfg.seconds*float64(time.Second)) + 2*time.Minute))
+	}
+	recv := func() (string, error) {
+		deadline()
+		line, err := r.ReadString('\n')
+		line = strings.TrimSpace(line)
+		if err != nil {
+			return "", fmt.Errorf("control connection: %v", err)
+		}
+		if rest, ok := strings.CutPrefix(line, "error "); ok {
+			return "", fmt.Errorf("guest: %s", rest)
+		}
+		return line, nil
+	}
+	send := func(format string, args ...any) error {
+		deadline()
+		_, err := fmt.Fprintf(conn, format+"\n", args...)
+		return err
+	}
+	s := &session{phases: map[string]*phaseResult{}}
+	hello, err := recv()
+	if err != nil {
+		return nil, err
+	}
+	if !strings.HasPrefix(hello, "hello ") {
+		return nil, fmt.Errorf("want hello from the guest, got %q", hello)
+	}
+	s.hello = strings.TrimPrefix(hello, "hello ")
+	if err := send("config seconds=%g threads=%d tx=%d rx=%d", cfg.seconds, cfg.threads, cfg.txPort, cfg.rxPort); err != nil {
+		return nil, err
+	}
+	for {
+		line, err := recv()
+		if err != nil {
+			return nil, err
+		}
+		word, rest, _ := strings.Cut(line, " ")
+		switch word {
+		case "begin":
+			before, _ := readCounters(cfg.kvmStats)
+			if err := send("go"); err != nil {
+				return nil, err
+			}
+			line, err := recv()
+			if err != nil {
+				return nil, err
+			}
+			after, _ := readCounters(cfg.kvmStats)
+			name, kvs, _ := strings.Cut(strings.TrimPrefix(line, "end "), " ")
+			if !strings.HasPrefix(line, "end ") || name != rest {
+				return nil, fmt.Errorf("want end %s, got %q", rest, line)
+			}
+			f := fields(kvs)
+			p := &phaseResult{delta: map[string]uint64{}}
+			p.ops, _ = strconv.ParseUint(f["ops"], 10, 64)
+			p.bytes, _ = strconv.ParseUint(f["bytes"], 10, 64)
+			ns, _ := strconv.ParseInt(f["ns"], 10, 64)
+			p.elapsed = time.Duration(ns)
+			if before != nil && after != nil {
+				for _, k := range counters {
+					p.delta[k] = after[k] - before[k]
+				}
+			}
+			s.phases[rest] = p
+			if err := send("ok"); err != nil {
+				return nil, err
+			}
+		case "done":
+			_ = send("bye")
+			for _, p := range phases {
+				if s.phases[p] == nil {
+					return nil, fmt.Errorf("the guest skipped %s", p)
+				}
+			}
+			return s, nil
+		default:
+			return nil, fmt.Errorf("unexpected %q from the guest", line)
+		}
+	}
+}
+
+// readCounters reads KVM's statistics files; nil and an error if any is
+// missing (debugfs not mounted, or not root).
+func readCounters(dir string) (map[string]uint64, error) {
+	m := map[string]uint64{}
+	for _, k := range counters {
+		b, err := os.ReadFile(filepath.Join(dir, k))
+		if err != nil {
+			return nil, err
+		}
+		v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %v", k, err)
+		}
+		m[k] = v
+	}
+	return m, nil
+}
+
+// serveTx counts what each guest stream sends and, when the guest
+// half-closes, answers "received N".
+func serveTx(l net.Listener) {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(10 * time.Minute))
+			n, _ := io.Copy(io.Discard, c)
+			fmt.Fprintf(c, "received %d\n", n)
+		}()
+	}
+}
+
+// serveRx streams to each guest that connects for d, then closes.
+func serveRx(l net.Listener, d time.Duration) {
+	buf := make([]byte, netChunk)
+	for i := range buf {
+		buf[i] = byte(i * 3)
+	}
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(d + time.Minute))
+			for start := time.Now(); time.Since(start) < d; {
+				if _, err := c.Write(buf); err != nil {
+					return
+				}
+			}
+		}()
+	}
+}
+
+// tailBuffer keeps the last lines of a VMM's console for error reports
+// (and the whole of it, for the status marker check, up to a limit).
+type tailBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if len(t.buf) > 256<<10 {
+		t.buf = append([]byte(nil), t.buf[len(t.buf)-128<<10:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	lines := strings.Split(strings.TrimRight(string(t.buf), "\n"), "\n")
+	if len(lines) > 30 {
+		lines = lines[len(lines)-30:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func (s *session) summary() string {
+	var b strings.Builder
+	b.WriteString(s.hello)
+	for _, p := range phases {
+		if r := s.phases[p]; r != nil {
+			fmt.Fprintf(&b, "; %s %s", p, figure(p, r))
+		}
+	}
+	return b.String()
+}
+
+// --- the report ------------------------------------------------------------
+
+// figure is a phase's headline number with its unit.
+func figure(phase string, r *phaseResult) string {
+	v, unit := value(phase, r)
+	return fmt.Sprintf("%.0f %s", v, unit)
+}
+
+func value(phase string, r *phaseResult) (float64, string) {
+	secs := r.elapsed.Seconds()
+	if secs <= 0 {
+		return 0, ""
+	}
+	if phase == "rand-read" {
+		return float64(r.ops) / secs, "IOPS"
+	}
+	return float64(r.bytes) / secs / 1e6, "MB/s"
+}
+
+// perOp is the counter increase per request: a 1 MiB request for the
+// sequential phases, a 4 KiB read for rand-read, a MiB on the wire for TCP.
+func perOp(r *phaseResult, keys ...string) (float64, bool) {
+	if r.ops == 0 || len(r.delta) == 0 {
+		return 0, false
+	}
+	var n uint64
+	for _, k := range keys {
+		n += r.delta[k]
+	}
+	return float64(n) / float64(r.ops), true
+}
+
+var phaseTitle = map[string]string{
+	"seq-write": "sequential write, 1 MiB O_DIRECT",
+	"seq-read":  "sequential read, 1 MiB O_DIRECT",
+	"rand-read": "random read, 4 KiB O_DIRECT",
+	"tcp-tx":    "TCP guest → host",
+	"tcp-rx":    "TCP host → guest",
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func report(w io.Writer, cases caseList, baseline string, cfg *hostConfig) {
+	var base *vmmCase
+	for _, c := range cases {
+		if c.name == baseline {
+			base = c
+		}
+	}
+	fmt.Fprintf(w, "\nMedians over the runs that succeeded; each workload ran %gs; %d random readers.\n", cfg.seconds, cfg.threads)
+	fmt.Fprintln(w, "exits/req: all VM exits per request (1 MiB for sequential I/O and TCP, one 4 KiB read for random I/O);")
+	fmt.Fprintln(w, "user/req: those that reached the VMM's userspace (io_exits + mmio_exits); halt/req: HLT exits.")
+	fmt.Fprintln(w)
+	hdr := "| figure |"
+	sep := "| --- |"
+	for _, c := range cases {
+		hdr += " " + c.name + " |"
+		sep += " ---: |"
+	}
+	for _, c := range cases {
+		if c != base && base != nil {
+			hdr += fmt.Sprintf(" %s/%s |", c.name, base.name)
+			sep += " ---: |"
+		}
+	}
+	for _, c := range cases {
+		hdr += fmt.Sprintf(" exits/req %s | user/req %s | halt/req %s |", c.name, c.name, c.name)
+		sep += " ---: | ---: | ---: |"
+	}
+	fmt.Fprintln(w, hdr)
+	fmt.Fprintln(w, sep)
+	for _, p := range phases {
+		med := map[*vmmCase]float64{}
+		unit := ""
+		row := "| " + phaseTitle[p] + " |"
+		for _, c := range cases {
+			var vs []float64
+			for _, s := range c.runs {
+				v, u := value(p, s.phases[p])
+				vs = append(vs, v)
+				unit = u
+			}
+			med[c] = median(vs)
+			if len(vs) == 0 {
+				row += " — |"
+			} else {
+				row += fmt.Sprintf(" %.0f %s |", med[c], unit)
+			}
+		}
+		for _, c := range cases {
+			if c != base && base != nil {
+				if med[c] > 0 && med[base] > 0 {
+					row += fmt.Sprintf(" %.2f |", med[c]/med[base])
+				} else {
+					row += " — |"
+				}
+			}
+		}
+		for _, c := range cases {
+			for _, keys := range [][]string{{"exits"}, {"io_exits", "mmio_exits"}, {"halt_exits"}} {
+				var vs []float64
+				for _, s := range c.runs {
+					if v, ok := perOp(s.phases[p], keys...); ok {
+						vs = append(vs, v)
+					}
+				}
+				if len(vs) == 0 {
+					row += " — |"
+				} else {
+					row += fmt.Sprintf(" %.1f |", median(vs))
+				}
+			}
+		}
+		fmt.Fprintln(w, row)
+	}
+	fmt.Fprintln(w)
+	for _, c := range cases {
+		fmt.Fprintf(w, "%s: %d runs ok", c.name, len(c.runs))
+		if len(c.runs) > 0 {
+			fmt.Fprintf(w, " (guest: %s)", c.runs[0].hello)
+		}
+		fmt.Fprintln(w)
+		for _, f := range c.failures {
+			first, _, _ := strings.Cut(f, "\n")
+			fmt.Fprintf(w, "  failed %s\n", first)
+		}
+	}
+	if !cfg.haveCounters {
+		fmt.Fprintf(w, "exit counts unavailable: %s\n", cfg.counterMissed)
+	}
+}

@@ -1,0 +1,54 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A session as the host records it: every phase once, with counter deltas.
+func fakeSession(scale float64) *session {
+	s := &session{hello: "kernel=test cpus=1 disk=536870912", phases: map[string]*phaseResult{}}
+	for _, p := range phases {
+		s.phases[p] = &phaseResult{
+			ops: 100, bytes: uint64(100 * seqBlock * scale), elapsed: time.Second,
+			delta: map[string]uint64{"exits": 500, "io_exits": 10, "mmio_exits": 20, "halt_exits": 100},
+		}
+	}
+	s.phases["rand-read"].bytes = 100 * randBlock
+	s.phases["rand-read"].ops = uint64(1000 * scale)
+	return s
+}
+
+func TestReport(t *testing.T) {
+	a := &vmmCase{name: "govmm", runs: []*session{fakeSession(2), fakeSession(2)}}
+	b := &vmmCase{name: "qemu", runs: []*session{fakeSession(1)}, failures: []string{"run 2: boom\nconsole..."}}
+	var out bytes.Buffer
+	report(&out, caseList{a, b}, "qemu", &hostConfig{seconds: 5, threads: 4, haveCounters: true})
+	got := out.String()
+	for _, want := range []string{
+		"| figure | govmm | qemu | govmm/qemu |",
+		"| sequential write, 1 MiB O_DIRECT | 210 MB/s | 105 MB/s | 2.00 | 5.0 | 0.3 | 1.0 |",
+		"| random read, 4 KiB O_DIRECT | 2000 IOPS | 1000 IOPS | 2.00 | 0.2 | 0.0 | 0.1 |",
+		"qemu: 1 runs ok",
+		"  failed run 2: boom\n",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("report lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Count(got, "\n| ") != len(phases)+2 {
+		t.Errorf("want a header, its rule and one row per phase:\n%s", got)
+	}
+}
+
+func TestFields(t *testing.T) {
+	f := fields("end seq-read ops=3 bytes=3145728 ns=12")
+	if f["ops"] != "3" || f["bytes"] != "3145728" || f["ns"] != "12" || len(f) != 3 {
+		t.Errorf("fields: %v", f)
+	}
+	if m := median([]float64{3, 1, 2, 10}); m != 2.5 {
+		t.Errorf("median: %v", m)
+	}
+}
