@@ -275,6 +275,16 @@ if [ -n "$hostroot" ]; then
   mount -o rbind /dev /host/dev || fail "cannot bind /dev into the host root"
   mount -t proc proc /host/proc && mount -t sysfs sysfs /host/sys &&
     mount -t tmpfs -o mode=1777 tmpfs /host/tmp || fail "cannot mount /proc, /sys, /tmp in the host root"
+  # The repository's path may not exist in the host root as L1 sees it:
+  # under /tmp, now a fresh tmpfs, or on another file system, which the
+  # read-only 9p share of / does not cross into. Make the mount point, on a
+  # tmpfs over its deepest existing ancestor if the share is in the way.
+  if ! mkdir -p "/host$repo" 2>/dev/null; then
+    a=$repo
+    while [ ! -d "/host$a" ]; do a=${a%/*}; done
+    mount -t tmpfs tmpfs "/host${a:-/}" && mkdir -p "/host$repo" ||
+      fail "cannot make a mount point for the repository in the host root"
+  fi
   mount -o bind "$repo" "/host$repo" || fail "cannot bind the repository into the host root"
 fi
 
