@@ -304,6 +304,16 @@ echo "GUEST_RX_SHA=$(sha256sum </tmp/rx | cut -d' ' -f1)"
 // already addressed, and govmm attaches to it.
 func TestVirtioAllBusy(t *testing.T) {
 	need(t, "/dev/net/tun")
+	if tcgNestedSVM() {
+		// In the nested test bed this load (two L2 vCPUs, disk,
+		// network and entropy at once, on an L1 that QEMU TCG emulates
+		// on two host cores) passed about three runs in five; the others
+		// ended in a guest triple fault or froze L1 entirely, QEMU's
+		// guest included in earlier runs. Until that is run down on
+		// hardware-assisted KVM, where this test runs, it would make
+		// every CI run a coin toss.
+		t.Skip("flaky in QEMU TCG's nested SVM (guest triple faults and L1 freezes under this load); runs on VMX/SVM hosts")
+	}
 	args := kernelArgs(t, "minimal", false)
 	img := rootfsCopy(t)
 	const netBytes, rngBytes = 16 << 20, 256 << 10
