@@ -128,6 +128,22 @@ type DeviceStats struct {
 // unclaimedDevice names accesses no device claims.
 const unclaimedDevice = "(unclaimed)"
 
+// portDevice names the device at an I/O port, for statistics and traces.
+func (m *Machine) portDevice(port uint16) string {
+	if name, ok := m.ports.Lookup(port); ok {
+		return name
+	}
+	return unclaimedDevice
+}
+
+// mmioDevice names the device at a guest-physical MMIO address.
+func (m *Machine) mmioDevice(addr uint64) string {
+	if name, ok := m.mmio.Lookup(addr); ok {
+		return name
+	}
+	return unclaimedDevice
+}
+
 // Stats merges the vCPUs' statistics. Call it after Run has returned.
 func (m *Machine) Stats() Stats {
 	var s Stats
@@ -179,18 +195,12 @@ func (m *Machine) Stats() Stats {
 		d.Time += a.time
 	}
 	for p, a := range ports {
-		name, ok := m.ports.Lookup(p)
-		if !ok {
-			name = unclaimedDevice
-		}
+		name := m.portDevice(p)
 		s.Ports = append(s.Ports, AccessStats{Addr: uint64(p), Device: name, Reads: a.reads, Writes: a.writes, Time: a.time})
 		account("pio", name, a)
 	}
 	for addr, a := range mmio {
-		name, ok := m.mmio.Lookup(addr)
-		if !ok {
-			name = unclaimedDevice
-		}
+		name := m.mmioDevice(addr)
 		s.MMIO = append(s.MMIO, AccessStats{Addr: addr, Device: name, Reads: a.reads, Writes: a.writes, Time: a.time})
 		account("mmio", name, a)
 	}

@@ -88,20 +88,13 @@ func ValidateTraceFilter(f TraceFilter) error {
 
 // device names the device an event reached.
 func (t *tracer) device(ev *exitEvent) string {
-	var name string
-	var ok bool
 	switch ev.kind {
 	case eventIO:
-		name, ok = t.m.ports.Lookup(ev.port)
+		return t.m.portDevice(ev.port)
 	case eventMMIO:
-		name, ok = t.m.mmio.Lookup(ev.addr)
-	default:
-		return ""
+		return t.m.mmioDevice(ev.addr)
 	}
-	if !ok {
-		return unclaimedDevice
-	}
-	return name
+	return ""
 }
 
 // record writes the line for one exit, if the filter selects it.
