@@ -3,11 +3,10 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -26,15 +25,6 @@ import (
 func tcgNestedSVM() bool {
 	b, err := os.ReadFile("/proc/cpuinfo")
 	return err == nil && bytes.Contains(b, []byte("QEMU TCG CPU"))
-}
-
-// freePort returns a loopback TCP port nobody listens on.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // TestGDBStub boots the minimal kernel stopped for GDB, and drives it with
@@ -57,24 +47,29 @@ func TestGDBStub(t *testing.T) {
 		t.Skip("needs gdb")
 	}
 
-	port := freePort(t)
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
 	defer cancel()
 	var console syncBuffer
 	vm := exec.CommandContext(ctx, filepath.Join(root, "bin/govmm"), "boot",
-		"--kernel", g.kernel, "--initrd", g.initrd, "--gdb", addr,
+		"--kernel", g.kernel, "--initrd", g.initrd, "--gdb", "127.0.0.1:0",
 		"--append", "console=ttyS0 reboot=k panic=-1 nokaslr govmm.action=reboot")
 	vm.Stdout, vm.Stderr = &console, &console
 	require.NoError(t, vm.Start())
 	vmDone := make(chan error, 1)
 	go func() { vmDone <- vm.Wait() }()
 
-	// govmm says when the stub listens. (Probing the port would count
-	// as a debugger that came and left, which resumes the guest.)
+	// govmm says where the stub listens, on the port the kernel chose.
+	// (Probing the port would count as a debugger that came and left,
+	// which resumes the guest.)
+	listening := regexp.MustCompile(`waits for GDB on (127\.0\.0\.1:[0-9]+):`)
 	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(console.String(), "waits for GDB") {
-		require.True(t, time.Now().Before(deadline), "govmm never listened on %s:\n%s", addr, console.String())
+	var addr string
+	for {
+		if m := listening.FindStringSubmatch(console.String()); m != nil {
+			addr = m[1]
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "govmm never said where GDB should connect:\n%s", console.String())
 		time.Sleep(50 * time.Millisecond)
 	}
 
