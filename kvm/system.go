@@ -168,11 +168,27 @@ func (s *System) MSRIndexList() ([]uint32, error) {
 	return nil, errorf("KVM_GET_MSR_INDEX_LIST", "list too long")
 }
 
+// maxCreateVMTries bounds the EINTR retries of KVM_CREATE_VM; a signal
+// arrives at most every few milliseconds, so a handful always suffices.
+const maxCreateVMTries = 100
+
 // CreateVM creates a new, empty virtual machine (KVM_CREATE_VM, type 0).
+//
+// KVM_CREATE_VM fails with EINTR when a signal is pending while KVM
+// registers its MMU notifier on the process (mmu_notifier_register takes
+// mm_take_all_locks, which gives up on a pending signal). The Go runtime
+// signals its threads on its own (SIGURG preempts goroutines), so this
+// happens to govmm now and then; the call is simply made again, as QEMU's
+// kvm_init does.
 func (s *System) CreateVM() (*VM, error) {
-	fd, err := ioctl(s.fd, "KVM_CREATE_VM", ioctlCreateVM, 0)
-	if err != nil {
-		return nil, err
+	for try := 1; ; try++ {
+		fd, err := ioctl(s.fd, "KVM_CREATE_VM", ioctlCreateVM, 0)
+		if errors.Is(err, unix.EINTR) && try < maxCreateVMTries {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return &VM{fd: int(fd), sys: s}, nil
 	}
-	return &VM{fd: int(fd), sys: s}, nil
 }
