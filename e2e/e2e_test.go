@@ -19,6 +19,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -114,7 +116,29 @@ func boot(t *testing.T, g guest, action string, extra ...string) bootResult {
 }
 
 // bootAppend is boot with a command line of its own.
+//
+// In QEMU TCG's nested SVM (the test bed), about one boot in a hundred
+// hangs or dies before the guest's init, for reasons not run down (see
+// tcgNestedSVM); there a run that did not reach the init is logged and
+// tried once more, so that such a flake fails only if it happens twice in a
+// row. Elsewhere every attempt counts.
 func bootAppend(t *testing.T, g guest, cmdline, action string, extra ...string) bootResult {
+	t.Helper()
+	r, hung := bootOnce(t, g, cmdline, action, extra...)
+	if (hung || !strings.Contains(r.console, "GOVMM_INIT_OK")) && tcgNestedSVM() {
+		t.Logf("the guest did not reach its init (hung: %v, status %d); trying once more, as the test bed loses a boot now and then\nconsole:\n%s\nstderr:\n%s",
+			hung, r.status, tail(r.console), r.stderr)
+		r, hung = bootOnce(t, g, cmdline, action, extra...)
+	}
+	if hung {
+		t.Fatalf("govmm did not finish within %v; it was sent SIGQUIT, and its goroutines are on stderr\nconsole:\n%s\nstderr:\n%s", bootTimeout, tail(r.console), r.stderr)
+	}
+	return r
+}
+
+// bootOnce runs govmm once; hung reports that it did not end within
+// bootTimeout.
+func bootOnce(t *testing.T, g guest, cmdline, action string, extra ...string) (r bootResult, hung bool) {
 	t.Helper()
 	root := repoRoot(t)
 	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
@@ -122,22 +146,33 @@ func bootAppend(t *testing.T, g guest, cmdline, action string, extra ...string) 
 	args := append([]string{"boot", "--kernel", g.kernel, "--initrd", g.initrd,
 		"--append", cmdline + " govmm.action=" + action}, extra...)
 	cmd := exec.CommandContext(ctx, filepath.Join(root, "bin", "govmm"), args...)
+	cmd.Cancel = quitForStacks(cmd)
+	cmd.WaitDelay = killGrace
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()
 	err := cmd.Run()
-	r := bootResult{console: stdout.String(), stderr: stderr.String(), elapsed: time.Since(start)}
+	r = bootResult{console: stdout.String(), stderr: stderr.String(), elapsed: time.Since(start)}
 	var ee *exec.ExitError
 	switch {
 	case ctx.Err() != nil:
-		t.Fatalf("govmm did not finish within %v\nconsole:\n%s\nstderr:\n%s", bootTimeout, tail(r.console), r.stderr)
+		return r, true
 	case errors.As(err, &ee):
 		r.status = ee.ExitCode()
 	case err != nil:
 		t.Fatalf("running govmm: %v", err)
 	}
 	t.Logf("%s %s %v: status %d after %v", g.name, action, extra, r.status, r.elapsed.Round(time.Millisecond))
-	return r
+	return r, false
+}
+
+// quitForStacks is an exec.Cmd.Cancel that sends SIGQUIT instead of
+// SIGKILL: a Go program then prints every goroutine's stack and exits, so
+// a hung govmm shows whether it was stuck in itself (a deadlock) or waiting
+// in KVM_RUN for a guest that made no progress. exec kills it after
+// WaitDelay if it does not go.
+func quitForStacks(cmd *exec.Cmd) func() error {
+	return func() error { return cmd.Process.Signal(syscall.SIGQUIT) }
 }
 
 func tail(s string) string {

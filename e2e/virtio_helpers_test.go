@@ -69,7 +69,9 @@ func startVM(t *testing.T, name string, args ...string) *vm {
 	v := &vm{t: t, name: name, ctx: ctx, cancel: cancel, done: make(chan struct{})}
 	v.cmd = exec.CommandContext(ctx, filepath.Join(repoRoot(t), "bin", "govmm"), append([]string{"boot"}, args...)...)
 	v.cmd.Stdout, v.cmd.Stderr = &v.console, &v.stderr
-	// After a kill, stop waiting for output a leftover child may still hold.
+	// A hung govmm is sent SIGQUIT first, for its goroutines' stacks.
+	v.cmd.Cancel = quitForStacks(v.cmd)
+	// After that, stop waiting for output a leftover child may still hold.
 	v.cmd.WaitDelay = 10 * time.Second
 	v.start = time.Now()
 	require.NoError(t, v.cmd.Start(), "starting govmm")
