@@ -66,6 +66,16 @@ type Config struct {
 	Disks []Disk
 	// NICs are virtio-net cards, each on a tap device.
 	NICs []NIC
+	// Devices are further virtio devices (consoles, 9p shares, ...),
+	// placed after the disks and network cards in the order given. The
+	// caller keeps them: the machine resets them when it stops, and the
+	// caller closes them after Machine.Close.
+	Devices []VirtioDevice
+	// OnPanic, if set, adds a pvpanic-pci device (devices/pvpanic): a
+	// guest kernel whose pvpanic driver is loaded reports its panic
+	// through it, and OnPanic is called with the reported events, on the
+	// vCPU goroutine of the panicking CPU.
+	OnPanic func(events uint8)
 
 	// Debug starts the machine stopped, for a debugger: Debugger returns
 	// the gdbstub.Target, and the vCPUs run when the debugger says so.

@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/govmm/govmm/devices/pci"
+	"github.com/govmm/govmm/devices/pvpanic"
 	"github.com/govmm/govmm/virtio"
 	"github.com/govmm/govmm/virtio/blk"
 	"github.com/govmm/govmm/virtio/net"
@@ -25,6 +27,13 @@ type NIC struct {
 	Tap string
 	// MAC is the card's address; nil derives a stable one from Tap.
 	MAC gonet.HardwareAddr
+}
+
+// VirtioDevice is a virtio device the caller builds and owns (Config.Devices).
+type VirtioDevice struct {
+	// Name names the device in logs, statistics and traces.
+	Name   string
+	Device virtio.Device
 }
 
 // MaxDisks is how many disks fit on bus 0 next to the other devices, and
@@ -60,6 +69,14 @@ func (m *Machine) setupVirtio() error {
 	}
 	if len(m.cfg.NICs) > MaxNICs {
 		return fmt.Errorf("%d network cards: govmm supports up to %d", len(m.cfg.NICs), MaxNICs)
+	}
+	need := len(m.cfg.Disks) + len(m.cfg.NICs) + len(m.cfg.Devices) + 1 // + virtio-rng
+	if m.cfg.OnPanic != nil {
+		need++
+	}
+	if firstVirtioSlot+need > pci.MaxSlots {
+		return fmt.Errorf("%d PCI devices (%d disks, %d network cards, %d others): bus 0 has room for %d",
+			need, len(m.cfg.Disks), len(m.cfg.NICs), need-len(m.cfg.Disks)-len(m.cfg.NICs), pci.MaxSlots-firstVirtioSlot)
 	}
 	slot := firstVirtioSlot
 	add := func(name string, dev virtio.Device, closer func() error) error {
@@ -107,8 +124,23 @@ func (m *Machine) setupVirtio() error {
 			return err
 		}
 	}
+	for _, d := range m.cfg.Devices {
+		if err := add(d.Name, d.Device, nil); err != nil {
+			return err
+		}
+	}
 	if err := add("virtio-rng", rng.New(), nil); err != nil {
 		return err
+	}
+	if m.cfg.OnPanic != nil {
+		dev, err := pvpanic.New(m.cfg.OnPanic)
+		if err != nil {
+			return fmt.Errorf("pvpanic: %w", err)
+		}
+		if err := m.pci.attach(slot, "pvpanic", dev); err != nil {
+			return err
+		}
+		slot++
 	}
 	return m.pci.assignResources()
 }
