@@ -1,6 +1,7 @@
 // Command govmm is a small type-2 hypervisor on Linux KVM.
 //
 //	govmm boot --kernel bzImage [--initrd FILE] [--append CMDLINE] [--mem SIZE] [--cpus N]
+//	govmm run --kernel bzImage [options] -- COMMAND [ARGS...]
 //	govmm probe
 //	govmm lesson [NAME]
 //	govmm version
@@ -12,8 +13,12 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
+
+	"github.com/govmm/govmm/run/guestinit"
+	"github.com/govmm/govmm/run/wire"
 
 	"github.com/spf13/pflag"
 )
@@ -32,6 +37,8 @@ const usage = `govmm: a small, fast type-2 hypervisor on Linux KVM
 
 Usage:
   govmm boot --kernel PATH [--initrd PATH] [--append CMDLINE] [--mem SIZE] [--cpus N]
+  govmm run --kernel PATH [options] -- COMMAND [ARGS...]
+                       run COMMAND in a throwaway VM; its output and exit status are govmm's
   govmm probe          say whether this host's KVM is hardware-backed, and what it supports
   govmm lesson [NAME]  list the lesson guests, or assemble one and boot it
   govmm version
@@ -43,6 +50,11 @@ Run 'govmm COMMAND --help' for a command's options.
 type usageError struct{ error }
 
 func main() {
+	// `govmm run` packs this very binary into the guest's initramfs as
+	// its init: there it is PID 1, started under the init's name.
+	if os.Getpid() == 1 && filepath.Base(os.Args[0]) == filepath.Base(wire.InitPath) {
+		guestinit.Main() // never returns
+	}
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
@@ -58,6 +70,8 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	switch cmd := args[0]; cmd {
 	case "boot":
 		status, err = cmdBoot(args[1:], stdin, stdout, stderr)
+	case "run":
+		status = cmdRun(args[1:], stdin, stdout, stderr)
 	case "probe":
 		err = cmdProbe(args[1:], stdout)
 	case "lesson":

@@ -278,6 +278,9 @@ func (in *initProc) mount(s mountStep) error {
 			in.logf("skipping %s: cannot create the mount point %s: %v", s.what, s.path, err)
 			return nil
 		}
+		if errors.Is(err, unix.EROFS) {
+			return fmt.Errorf("%s: cannot create the mount point %s, as the guest's root is read-only: %w; mount it on a directory that exists in the root, or under a tmpfs such as /tmp", s.what, s.path, err)
+		}
 		return fmt.Errorf("%s: cannot create the mount point %s: %w", s.what, s.path, err)
 	}
 	if s.waitSource {

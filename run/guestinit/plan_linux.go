@@ -158,7 +158,7 @@ func planMounts(cfg *wire.Config) (steps []mountStep, newRoot string) {
 	for _, s := range cfg.Shares {
 		// A share the root has no room for is an error: the
 		// user asked for the files to be there.
-		m := mountStep{what: fmt.Sprintf("share %q", s.Tag), path: s.Path, source: s.Tag, target: newRoot + s.Path,
+		m := mountStep{what: fmt.Sprintf("the share for %s (tag %q)", s.Path, s.Tag), path: s.Path, source: s.Tag, target: newRoot + s.Path,
 			fstype: "9p", data: ninePOptions, onMissing: failIfNoDir, retryNoEnt: true}
 		if s.ReadOnly {
 			m.flags |= unix.MS_RDONLY

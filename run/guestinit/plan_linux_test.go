@@ -81,7 +81,7 @@ func TestPlanMountsBlockRoot(t *testing.T) {
 			assert.Equal(t, failIfNoDir, s.onMissing, "a share with no mount point is an error")
 		}
 	}
-	assert.Equal(t, `share "out"`, steps[10].what)
+	assert.Equal(t, `the share for /src/out (tag "out")`, steps[10].what)
 	assert.Equal(t, "/src/out", steps[10].path)
 }
 
