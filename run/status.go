@@ -9,12 +9,12 @@ import "github.com/govmm/govmm/run/wire"
 // that commands rarely use.
 const (
 	// StatusNoInit: the guest never reached govmm's init. The kernel
-	// failed to boot (a triple fault, a reset, a power off, an early
-	// panic before the pvpanic driver loaded) or did not get to the init
-	// within the boot timeout.
+	// failed to boot (a triple fault, a reset, a power off, a halt) or
+	// did not get to the init within the boot timeout.
 	StatusNoInit = 121
-	// StatusPanic: the guest kernel panicked after the init started,
-	// reported by the pvpanic device or on the console.
+	// StatusPanic: the guest kernel panicked, as reported by the pvpanic
+	// device or printed on the console (an early panic, before the init
+	// loaded pvpanic, shows only there).
 	StatusPanic = 122
 	// StatusTimeout: the command ran past --timeout; the VM was killed.
 	StatusTimeout = 124
