@@ -7,7 +7,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 # E2E_TIMEOUT bounds the whole end-to-end run inside the test bed (seconds).
 export E2E_TIMEOUT ?= 1800
 
-.PHONY: all build deps test unit e2e guests rootfs demo bench bench-io fuzz vet clean
+.PHONY: all build deps test unit e2e guests rootfs demo bench bench-io bench-run fuzz vet clean
 
 all: build
 
@@ -58,6 +58,9 @@ bench: build guests
 # (VMMS=qemu for the QEMU half alone).
 bench-io: build guests
 	scripts/bench-io.sh
+
+bench-run: build guests
+	scripts/bench-run.sh
 
 # A short run of every fuzz target.
 fuzz:
