@@ -22,32 +22,9 @@ LOG_PREFIX=bench-boot
 source scripts/lib.sh
 
 runs=${RUNS:-5}
-if [[ "${1:-}" != --inside ]]; then
-  CGO_ENABLED=0 go build -o build/bootbench ./scripts/bootbench
-  if host_kvm_is_hardware; then
-    exec "$0" --inside
-  fi
-  echo "bench-boot: running inside the nested test bed (QEMU TCG, AMD SVM); $runs runs per case" >&2
-  exec scripts/nested-run.sh --host-root --cpus 3 --timeout 3600 --env RUNS="$runs" -- scripts/bench-boot.sh --inside
-fi
-
-command -v qemu-system-x86_64 >/dev/null || { echo "bench-boot: qemu-system-x86_64 is missing (scripts/install-deps.sh testbed)" >&2; exit 1; }
-[[ -c /dev/kvm ]] || { echo "bench-boot: no /dev/kvm here" >&2; exit 1; }
-
-# Stage what both VMMs read -- govmm's binary, the kernels and initramfs
-# images -- in tmpfs. In the test bed the repository is a 9p share without
-# caching, while QEMU and its libraries come from the cached host-root
-# share; timing file-system round trips of the test bed is not the point.
-work=$(mktemp -d /tmp/bench-boot.XXXXXX)
-trap 'rm -rf "$work"' EXIT
-cp bin/govmm build/bootbench "$work/"
-cp -r build/guests "$work/guests"
-govmm=$work/govmm
+bench_enter scripts/bench-boot.sh "$@"
+bench_stage
 append="console=ttyS0 reboot=k panic=-1 quiet govmm.action=poweroff"
-g=$work/guests
-qemu="qemu-system-x86_64 -accel kvm -cpu host -smp 1 -nodefaults -no-user-config -display none -serial stdio -no-reboot"
-
-echo "bench-boot: $(uname -r) on $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-), $(nproc) CPUs; $("$govmm" version); $(qemu-system-x86_64 --version | head -1)" >&2
 "$work/bootbench" -runs "$runs" -baseline qemu -exit-grace 10s \
   -case "minimal/govmm=$govmm boot --kernel $g/minimal/bzImage --initrd $g/minimal/initramfs.cpio.gz --mem 256M --cpus 1 --append '$append'" \
   -case "minimal/qemu=$qemu -M microvm -m 256M -kernel $g/minimal/bzImage -initrd $g/minimal/initramfs.cpio.gz -append '$append'" \

@@ -22,26 +22,10 @@ LOG_PREFIX=bench-run
 source scripts/lib.sh
 
 runs=${RUNS:-5}
-if [[ "${1:-}" != --inside ]]; then
-  CGO_ENABLED=0 go build -o build/bootbench ./scripts/bootbench
-  if host_kvm_is_hardware; then
-    exec "$0" --inside
-  fi
-  echo "bench-run: running inside the nested test bed (QEMU TCG, AMD SVM); $runs runs per case" >&2
-  exec scripts/nested-run.sh --host-root --cpus 3 --timeout 3600 --env RUNS="$runs" -- scripts/bench-run.sh --inside
-fi
-
-command -v qemu-system-x86_64 >/dev/null || { echo "bench-run: qemu-system-x86_64 is missing (scripts/install-deps.sh testbed)" >&2; exit 1; }
-[[ -c /dev/kvm ]] || { echo "bench-run: no /dev/kvm here" >&2; exit 1; }
-
-# Stage what the VMMs read in tmpfs, as scripts/bench-boot.sh does: in the
-# test bed the repository is an uncached 9p share. Of the generic kernel's
-# modules, only those govmm run loads are copied, with the index files.
-work=$(mktemp -d /tmp/bench-run.XXXXXX)
-trap 'rm -rf "$work"' EXIT
-cp bin/govmm build/bootbench "$work/"
-cp -r build/guests "$work/guests"
-g=$work/guests
+bench_enter scripts/bench-run.sh "$@"
+# Of the generic kernel's modules, only those govmm run loads are staged
+# too, with the index files.
+bench_stage
 rel=$(cat "$g/debian-generic/kernel-release")
 src=$(echo build/cache/unpacked/linux-image-"$rel"_*/lib/modules/"$rel")
 [[ -f "$src/modules.dep" ]] || die "no modules for $rel under build/cache/unpacked (make guests)"
@@ -53,12 +37,8 @@ for d in drivers/virtio drivers/char drivers/misc/pvpanic fs/9p fs/netfs fs/fsca
   cp -r "$src/kernel/$d/." "$mods/kernel/$d/"
 done
 
-govmm=$work/govmm
 append="console=ttyS0 reboot=k panic=-1 quiet govmm.action=poweroff"
-qemu="qemu-system-x86_64 -accel kvm -cpu host -smp 1 -nodefaults -no-user-config -display none -serial stdio -no-reboot"
 marker=GOVMM_INIT_OK
-
-echo "bench-run: $(uname -r) on $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-), $(nproc) CPUs; $("$govmm" version); $(qemu-system-x86_64 --version | head -1)" >&2
 "$work/bootbench" -runs "$runs" -baseline qemu -exit-grace 20s -marker "$marker" \
   -case "minimal/govmm run=$govmm run --kernel $g/minimal/bzImage --initrd $g/minimal/initramfs.cpio.gz --mem 256M -- echo $marker" \
   -case "minimal/qemu=$qemu -M microvm -m 256M -kernel $g/minimal/bzImage -initrd $g/minimal/initramfs.cpio.gz -append '$append'" \

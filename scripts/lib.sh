@@ -233,6 +233,46 @@ host_kvm_is_hardware() {
   "$GOVMM_ROOT/bin/govmm" probe 2>/dev/null | grep -q '^verdict: *hardware-assisted'
 }
 
+# --- VMM benchmarks (bench-boot.sh, bench-run.sh) ------------------------------
+
+# bench_enter SCRIPT ARGS... — the start of a benchmark script. Called with
+# ARGS not starting with --inside, it builds scripts/bootbench and runs
+# SCRIPT --inside: here on a VMX/SVM host, in the nested test bed (with the
+# host's root, so QEMU runs there too) elsewhere; it does not return. With
+# --inside it checks that QEMU and /dev/kvm are there and returns.
+bench_enter() {
+  local script=$1
+  shift
+  if [[ "${1:-}" != --inside ]]; then
+    CGO_ENABLED=0 go build -o build/bootbench ./scripts/bootbench
+    if host_kvm_is_hardware; then
+      exec "$script" --inside
+    fi
+    log "running inside the nested test bed (QEMU TCG, AMD SVM); ${RUNS:-5} runs per case"
+    exec scripts/nested-run.sh --host-root --cpus 3 --timeout 3600 --env RUNS="${RUNS:-5}" -- "$script" --inside
+  fi
+  command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 is missing (scripts/install-deps.sh testbed)"
+  [[ -c /dev/kvm ]] || die "no /dev/kvm here"
+}
+
+# bench_stage — copies what the VMMs read (govmm, bootbench, the guests) to
+# a new tmpfs directory, $work (removed on exit), and sets work, g (the
+# guests there), govmm and qemu (the QEMU command line both benchmarks
+# share), then prints the versions. In the test bed the repository is an
+# uncached 9p share, while QEMU and its libraries come from the cached
+# host-root share; timing the test bed's file-system round trips is not
+# the point.
+bench_stage() {
+  work=$(mktemp -d "/tmp/$LOG_PREFIX.XXXXXX")
+  # shellcheck disable=SC2064 # expand $work now
+  trap "rm -rf '$work'" EXIT
+  cp bin/govmm build/bootbench "$work/"
+  cp -r build/guests "$work/guests"
+  # shellcheck disable=SC2034 # g, govmm and qemu are for the caller
+  g=$work/guests govmm=$work/govmm qemu="qemu-system-x86_64 -accel kvm -cpu host -smp 1 -nodefaults -no-user-config -display none -serial stdio -no-reboot"
+  log "$(uname -r) on $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-), $(nproc) CPUs; $("$govmm" version); $(qemu-system-x86_64 --version | head -1)"
+}
+
 # --- the guest init -------------------------------------------------------------
 
 # write_guest_init DIR [PATH] — write the guest init to DIR/PATH: "init" (the
