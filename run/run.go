@@ -525,6 +525,13 @@ func (r *runner) modules(kernel []byte) (*modulePlan, error) {
 		want = append(want, "9pnet_virtio", "9p")
 	}
 	if o.Disk != nil {
+		// ext4 and jbd2 need a crc32c implementation when they mount,
+		// a soft dependency ("softdep ext4 pre: crypto-crc32c" in
+		// modules.softdep) that modules.dep leaves out; crc32c_generic
+		// provides it wherever it is a module.
+		if tree.Has("crc32c_generic") {
+			want = append(want, "crc32c_generic")
+		}
 		want = append(want, "virtio_blk", "ext4")
 	}
 	if len(o.NICs) > 0 {
