@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/govmm/govmm/internal/clitest"
 	"github.com/govmm/govmm/internal/tinykernel"
 	"github.com/govmm/govmm/machine"
 	"github.com/govmm/govmm/run/wire"
@@ -29,20 +30,6 @@ func tinyKernel(t *testing.T) string {
 	p := filepath.Join(t.TempDir(), "bzImage")
 	require.NoError(t, os.WriteFile(p, tinykernel.BzImage(tinykernel.PrintCmdlineAndPowerOff), 0o644))
 	return p
-}
-
-// assertOneLine checks that stderr is exactly one "govmm: " line holding
-// each of want.
-func assertOneLine(t *testing.T, stderr string, want ...string) {
-	t.Helper()
-	assert.Equal(t, 1, strings.Count(stderr, "\n"), "one line: %q", stderr)
-	assert.True(t, strings.HasPrefix(stderr, "govmm: "), "%q", stderr)
-	assert.True(t, strings.HasSuffix(stderr, "\n"), "%q", stderr)
-	assert.NotContains(t, stderr, "goroutine")
-	assert.NotContains(t, stderr, "panic:")
-	for _, w := range want {
-		assert.Contains(t, stderr, w)
-	}
 }
 
 // tempFiles lists the console logs left in dir.
@@ -101,7 +88,7 @@ func TestRunSetupErrors(t *testing.T) {
 			status := Run(o)
 			assert.Equal(t, StatusError, status)
 			assert.Empty(t, stdout.String())
-			assertOneLine(t, stderr.String(), c.want...)
+			clitest.AssertOneLine(t, stderr.String(), c.want...)
 			assert.Empty(t, tempFiles(t, tmp), "a run that never started leaves no console log behind")
 		})
 	}

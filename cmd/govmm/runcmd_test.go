@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/govmm/govmm/internal/clitest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -14,20 +15,6 @@ import (
 // runStatusError is `govmm run`'s status for a setup error, written out
 // so the test does not lean on the constant.
 const runStatusError = 125
-
-// assertOneGovmmLine checks that stderr is exactly one "govmm: ..." line,
-// with no Go stack trace, holding each of want.
-func assertOneGovmmLine(t *testing.T, stderr string, want ...string) {
-	t.Helper()
-	assert.Equal(t, 1, strings.Count(stderr, "\n"), "one line: %q", stderr)
-	assert.True(t, strings.HasPrefix(stderr, "govmm: "), "a govmm: line: %q", stderr)
-	assert.True(t, strings.HasSuffix(stderr, "\n"), "%q", stderr)
-	assert.NotContains(t, stderr, "goroutine")
-	assert.NotContains(t, stderr, "panic:")
-	for _, w := range want {
-		assert.Contains(t, stderr, w)
-	}
-}
 
 func TestCLIRunBadInputs(t *testing.T) {
 	const unset = "GOVMM_TEST_UNSET_VAR_XYZ"
@@ -83,7 +70,7 @@ func TestCLIRunBadInputs(t *testing.T) {
 			status, stdout, stderr := runCLI(t, c.args...)
 			assert.Equal(t, runStatusError, status)
 			assert.Empty(t, stdout)
-			assertOneGovmmLine(t, stderr, c.want...)
+			clitest.AssertOneLine(t, stderr, c.want...)
 		})
 	}
 	left, err := filepath.Glob(filepath.Join(os.Getenv("TMPDIR"), "*"))
@@ -97,7 +84,7 @@ func TestCLIRunCommandFlagsAreTheCommands(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "bzImage")
 	status, _, stderr := runCLI(t, "run", "--kernel", missing, "ls", "--cpus", "0", "--frobnicate")
 	assert.Equal(t, runStatusError, status)
-	assertOneGovmmLine(t, stderr, "cannot read kernel "+missing)
+	clitest.AssertOneLine(t, stderr, "cannot read kernel "+missing)
 }
 
 func TestCLIRunHelp(t *testing.T) {
@@ -144,7 +131,7 @@ func TestCLIRunModulesOfAnotherKernel(t *testing.T) {
 			status, stdout, stderr := runCLI(t, "run", "--kernel", kernel, "--modules", c.flag, "--", "true")
 			assert.Equal(t, runStatusError, status)
 			assert.Empty(t, stdout)
-			assertOneGovmmLine(t, stderr, "9.9.9-other", release)
+			clitest.AssertOneLine(t, stderr, "9.9.9-other", release)
 		})
 	}
 }
