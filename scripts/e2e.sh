@@ -21,6 +21,10 @@ timeout=${E2E_TIMEOUT:-1800}
 # L1 itself starves (soft lockups) and even the tests' own timeouts cannot
 # fire. A spare CPU keeps L1 responsive.
 bed_cpus=${E2E_BED_CPUS:-3}
+# A test run that prints nothing for this long inside the test bed is a
+# frozen L1 (every test logs each boot as it ends, and a hung boot is
+# killed after 4 minutes): the test bed is stopped and counted as failed.
+idle=${E2E_IDLE_TIMEOUT:-600}
 # The test binary must be static: the test bed's L1 userspace is busybox.
 CGO_ENABLED=0 go test -c -o build/e2e.test ./e2e
 
@@ -37,12 +41,13 @@ else
   # The test bed itself sometimes dies: QEMU TCG's emulation of SVM has been
   # seen to corrupt L1's GS base at a VM exit (L1's kernel then faults
   # recursively in exc_page_fault and panics), and L1 has frozen under
-  # heavy nested I/O. nested-run.sh then exits with 125, not with the tests'
-  # status. Such a run is reported, with the end of L1's kernel log, and
-  # started once more; a failing test (status 1) is never retried.
+  # heavy nested I/O (then nothing is printed, and --idle-timeout ends the
+  # run). nested-run.sh then exits with 125, not with the tests' status.
+  # Such a run is reported, with the end of L1's kernel log, and started
+  # once more; a failing test (status 1) is never retried.
   for attempt in 1 2; do
     status=0
-    GOVMM_E2E=1 scripts/nested-run.sh --host-root --cpus "$bed_cpus" --timeout "$timeout" -- build/e2e.test -test.v -test.timeout "$((timeout - 120))s" || status=$?
+    GOVMM_E2E=1 scripts/nested-run.sh --host-root --cpus "$bed_cpus" --timeout "$timeout" --idle-timeout "$idle" -- build/e2e.test -test.v -test.timeout "$((timeout - 120))s" || status=$?
     [[ $status -eq 125 && $attempt -eq 1 ]] || exit "$status"
     l1log=$(ls -td build/testbed/runs/*/ 2>/dev/null | head -n 1)console.log
     echo "e2e: the test bed failed (status 125), not a test; the end of L1's kernel log ($l1log):" >&2

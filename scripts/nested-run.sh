@@ -4,6 +4,11 @@
 # Usage: scripts/nested-run.sh [OPTIONS] -- COMMAND [ARGS...]
 #
 #   --timeout SECONDS  kill the VM after this long (default 900); exit 125
+#   --idle-timeout SECONDS
+#                      kill the VM when COMMAND has printed nothing for this
+#                      long (default: no limit); exit 125. Under QEMU's TCG
+#                      the L1 VM now and then freezes for good (see
+#                      shared/notes); this ends such a run early.
 #   --mem SIZE         memory of the VM, as QEMU's -m takes it (default 3072 = MiB)
 #   --cpus N           virtual CPUs of the VM (default 2)
 #   --env NAME=VALUE   set NAME in COMMAND's environment (repeatable)
@@ -71,12 +76,14 @@ usage() {
   sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
 }
 
-timeout_s=900 mem=3072 cpus=2 hostroot=
+timeout_s=900 idle_s=0 mem=3072 cpus=2 hostroot=
 envs=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --timeout) timeout_s=${2:?--timeout needs a value}; shift 2 ;;
     --timeout=*) timeout_s=${1#*=}; shift ;;
+    --idle-timeout) idle_s=${2:?--idle-timeout needs a value}; shift 2 ;;
+    --idle-timeout=*) idle_s=${1#*=}; shift ;;
     --mem) mem=${2:?--mem needs a value}; shift 2 ;;
     --mem=*) mem=${1#*=}; shift ;;
     --cpus) cpus=${2:?--cpus needs a value}; shift 2 ;;
@@ -94,6 +101,7 @@ if [[ $# -eq 0 ]]; then
   exit 2
 fi
 [[ "$timeout_s" =~ ^[0-9]+$ && "$timeout_s" -gt 0 ]] || { echo "nested-run: bad --timeout '$timeout_s'" >&2; exit 2; }
+[[ "$idle_s" =~ ^[0-9]+$ ]] || { echo "nested-run: bad --idle-timeout '$idle_s'" >&2; exit 2; }
 [[ "$cpus" =~ ^[0-9]+$ && "$cpus" -gt 0 ]] || { echo "nested-run: bad --cpus '$cpus'" >&2; exit 2; }
 for kv in ${envs[@]+"${envs[@]}"}; do
   [[ "$kv" =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || { echo "nested-run: bad --env '$kv' (want NAME=VALUE)" >&2; exit 2; }
@@ -148,10 +156,11 @@ if [[ -n "$hostroot" ]]; then
   hostroot_param=" govmm.hostroot=1"
 fi
 
-qpid=
+qpid= wpid=
 # shellcheck disable=SC2317 # called from the traps below
 cleanup() {
   [[ -n "$qpid" ]] && kill "$qpid" 2>/dev/null
+  [[ -n "$wpid" ]] && kill "$wpid" 2>/dev/null
   rm -rf "$run"
 }
 # Ctrl-C / kill: stop QEMU, remove the run directory.
@@ -176,17 +185,46 @@ timeout --foreground -k 10 "$timeout_s" \
     ${hostroot_args[@]+"${hostroot_args[@]}"} \
     -kernel "$TESTBED/vmlinuz" -initrd "$TESTBED/initramfs.cpio.gz" \
     -append "console=ttyS1 panic=-1 quiet loglevel=3 govmm.repo=$GOVMM_ROOT govmm.run=$run_rel$hostroot_param" \
-    </dev/null 2>"$run/qemu.log" &
+    </dev/null 2>"$run/qemu.log" >"$run/out" &
 qpid=$!
+# COMMAND's output reaches our stdout through a file that tail follows
+# until QEMU is gone (--pid), so the idle watch below can see it grow.
+tail -n +1 -f --pid="$qpid" "$run/out" &
+tpid=$!
+if [[ $idle_s -gt 0 ]]; then
+  (
+    last=-1 quiet=0
+    while kill -0 "$qpid" 2>/dev/null; do
+      sleep 5
+      size=$(stat -c %s "$run/out" 2>/dev/null || echo 0)
+      if [[ $size -ne $last ]]; then last=$size quiet=0; else quiet=$((quiet + 5)); fi
+      if [[ $quiet -ge $idle_s ]]; then
+        touch "$run/idle"
+        kill "$qpid" 2>/dev/null
+        break
+      fi
+    done
+  ) &
+  wpid=$!
+fi
 qrc=0
 wait "$qpid" || qrc=$?
 qpid=
+wait "$tpid" || true
+if [[ -n "$wpid" ]]; then
+  kill "$wpid" 2>/dev/null || true
+  wait "$wpid" 2>/dev/null || true
+  wpid=
+fi
 
 # --- the verdict -------------------------------------------------------------
 keep_fail() {
   # Keep the run directory (logs) and report where it is.
   bed_fail "$* (logs: ${run_rel}/console.log, qemu.log)"
 }
+if [[ -e "$run/idle" ]]; then
+  keep_fail "no output for ${idle_s}s; the VM was killed (a frozen L1?)"
+fi
 if [[ $qrc -eq 124 || $qrc -eq 137 ]]; then
   keep_fail "timed out after ${timeout_s}s; the VM was killed"
 fi
