@@ -161,6 +161,13 @@ func (r *runner) run() int {
 		Hostname: o.Hostname,
 	}
 	cwd, _ := os.Getwd()
+	if hiddenByTmpfs(cwd, o.RootFS, o.Shares) {
+		// The guest would get a fresh tmpfs where the current
+		// directory is: share it, read-only like the rest of the root,
+		// so the command starts where it was asked to.
+		r.log.Info("sharing the current directory read-only: it is under a tmpfs of the guest", "dir", cwd)
+		o.Shares = append(o.Shares, Share{Host: cwd, Guest: cwd, ReadOnly: true})
+	}
 	cfg.Dir = guestDir(cwd, o.RootFS, o.Shares)
 	switch {
 	case o.RootFS != "":

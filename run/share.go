@@ -83,6 +83,27 @@ func guestDir(cwd, rootfs string, shares []Share) string {
 	return "/"
 }
 
+// hiddenByTmpfs reports whether the host directory cwd, which the guest
+// would see under --rootfs /, falls under one of the fresh tmpfs
+// directories of such a root (/tmp, say) and in no share: the guest would
+// find an empty directory there, or none.
+func hiddenByTmpfs(cwd, rootfs string, shares []Share) bool {
+	if rootfs != "/" {
+		return false
+	}
+	for _, sh := range shares {
+		if within(cwd, sh.Host) {
+			return false
+		}
+	}
+	for _, dir := range rootfsTmpfs {
+		if within(cwd, dir) {
+			return true
+		}
+	}
+	return false
+}
+
 // within reports whether path is dir or below it.
 func within(path, dir string) bool {
 	rel, err := filepath.Rel(dir, path)

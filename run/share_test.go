@@ -111,3 +111,22 @@ func TestGuestDir(t *testing.T) {
 		})
 	}
 }
+
+func TestHiddenByTmpfs(t *testing.T) {
+	shares := []Share{{Host: "/tmp/shared", Guest: "/data"}}
+	for _, c := range []struct {
+		cwd, rootfs string
+		want        bool
+	}{
+		{"/tmp/project", "/", true},
+		{"/tmp", "/", true},
+		{"/var/tmp/x", "/", true},
+		{"/tmp/shared/sub", "/", false}, // visible through the share
+		{"/home/me/project", "/", false},
+		{"/tmpfoo", "/", false}, // a sibling of /tmp, not under it
+		{"/tmp/project", "/srv/root", false},
+		{"/tmp/project", "", false},
+	} {
+		assert.Equal(t, c.want, hiddenByTmpfs(c.cwd, c.rootfs, shares), "%s under --rootfs %q", c.cwd, c.rootfs)
+	}
+}

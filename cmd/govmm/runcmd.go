@@ -36,7 +36,8 @@ gives the guest the host's own userland), with fresh tmpfs on /tmp, /run,
 /var/tmp, /var/log and /var/cache; --disk IMG[,ro] boots an ext4 image;
 with neither, COMMAND runs in the initramfs (--initrd brings its files).
 COMMAND starts in the current directory when the guest sees it (under
---rootfs /, or in a share), else in /.
+--rootfs /, or in a share), else in /; under --rootfs /, a current
+directory below one of those tmpfs is shared read-only to keep it visible.
 
 Exit status:
   0-255  COMMAND's status (128+N if signal N killed it)
