@@ -99,14 +99,25 @@ type Queue struct {
 // instead).
 type ServeFunc func(c *DescChain) (written uint32, err error)
 
-// Drain serves every chain in q's available ring, publishing completions in
-// one batch and interrupting the driver once if needed, then re-enables
+// Drain serves every chain in q's available ring, then re-enables
 // notifications and repeats while the driver has added more. It returns
 // when the ring is empty with notifications enabled, so the caller can
 // wait for the next Kick; an error breaks the queue (see Activation.Fail).
+//
+// Each completion is published (used->idx stored) as soon as its chain is
+// served, while the interrupt waits for the end of the batch and is sent at
+// most once. A driver that adds chains while the device works sees the
+// earlier ones come back without waiting for an interrupt: Linux's
+// virtio-net, for one, reclaims finished transmit buffers each time it
+// queues a packet (free_old_xmit_skbs in start_xmit), and its TCP stack
+// stops sending while too many bytes sit unreclaimed in the device (TCP
+// small queues). Publishing once per batch instead held those buffers back
+// until the driver stopped adding any. A publish is one store of the used
+// index, cheap next to serving a chain.
 func Drain(q *Queue, c *DescChain, serve ServeFunc) error {
 	for {
 		q.DisableNotifications()
+		notify := false
 		for {
 			ok, err := q.Pop(c)
 			if err != nil {
@@ -119,11 +130,15 @@ func Drain(q *Queue, c *DescChain, serve ServeFunc) error {
 			if err != nil {
 				return err
 			}
-			if err := q.AddUsed(c.Head, n); err != nil {
+			need, err := q.Push(c.Head, n)
+			if err != nil {
 				return err
 			}
+			// §2.7.7.2: each Publish answers for the chains it made
+			// visible; one interrupt covers them all.
+			notify = notify || need
 		}
-		if q.Publish() {
+		if notify {
 			q.Interrupt()
 		}
 		more, err := q.EnableNotifications()
