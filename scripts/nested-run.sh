@@ -173,6 +173,9 @@ trap 'cleanup; exit 143' TERM
 # ttyS1: L1's kernel console and init messages -> console.log.
 # `timeout --foreground` keeps QEMU in our process group (no SIGTTOU when
 # writing to a terminal) and SIGKILLs it if it ignores SIGTERM.
+# The output file exists before QEMU starts, so that tail (started below
+# while the shell may still be setting up QEMU's redirections) can open it.
+: >"$run/out"
 timeout --foreground -k 10 "$timeout_s" \
   qemu-system-x86_64 \
     -nodefaults -nic none \
@@ -185,7 +188,7 @@ timeout --foreground -k 10 "$timeout_s" \
     ${hostroot_args[@]+"${hostroot_args[@]}"} \
     -kernel "$TESTBED/vmlinuz" -initrd "$TESTBED/initramfs.cpio.gz" \
     -append "console=ttyS1 panic=-1 quiet loglevel=3 govmm.repo=$GOVMM_ROOT govmm.run=$run_rel$hostroot_param" \
-    </dev/null 2>"$run/qemu.log" >"$run/out" &
+    </dev/null 2>"$run/qemu.log" >>"$run/out" &
 qpid=$!
 # COMMAND's output reaches our stdout through a file that tail follows
 # until QEMU is gone (--pid), so the idle watch below can see it grow.
