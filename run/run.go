@@ -263,10 +263,6 @@ func (r *runner) run() int {
 		defer close(ctlDone)
 		r.readControl(ctlRead, m)
 	}()
-	defer func() {
-		ctlWrite.Close()
-		<-ctlDone
-	}()
 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
@@ -291,10 +287,7 @@ const panicPoll = 20 * time.Millisecond
 // watch ends the run on a signal, a timeout, or a guest panic.
 func (r *runner) watch(m *machine.Machine, sigs <-chan os.Signal, done <-chan struct{}) {
 	start := time.Now()
-	bootTimeout := r.opts.BootTimeout
-	if bootTimeout == 0 {
-		bootTimeout = DefaultBootTimeout
-	}
+	bootTimeout := r.bootTimeout()
 	tick := time.NewTicker(panicPoll)
 	defer tick.Stop()
 	for {
