@@ -105,16 +105,30 @@ type ServeFunc func(c *DescChain) (written uint32, err error)
 // wait for the next Kick; an error breaks the queue (see Activation.Fail).
 //
 // Each completion is published (used->idx stored) as soon as its chain is
-// served, while the interrupt waits for the end of the batch and is sent at
-// most once. A driver that adds chains while the device works sees the
+// served. A driver that adds chains while the device works sees the
 // earlier ones come back without waiting for an interrupt: Linux's
 // virtio-net, for one, reclaims finished transmit buffers each time it
 // queues a packet (free_old_xmit_skbs in start_xmit), and its TCP stack
 // stops sending while too many bytes sit unreclaimed in the device (TCP
-// small queues). Publishing once per batch instead held those buffers back
-// until the driver stopped adding any. A publish is one store of the used
-// index, cheap next to serving a chain.
+// small queues). A publish is one store of the used index, cheap next to
+// serving a chain.
+//
+// When the interrupt goes depends on how the driver suppresses them
+// (§2.7.7.2):
+//   - With VIRTIO_F_EVENT_IDX the driver names the one completion it
+//     wants an interrupt for (used_event), so the interrupt goes at once,
+//     in the middle of a batch if need be. Holding it to the end of the
+//     batch only kept a driver waiting (halted, often) while the device
+//     served chains the driver had queued behind it. The driver asks
+//     again only after it has handled the interrupt, so this costs at most
+//     one interrupt per round trip; Linux's transmit path asks for one
+//     when three quarters of the outstanding packets are done
+//     (virtqueue_enable_cb_delayed).
+//   - With the flags the driver can only switch interrupts on or off, and
+//     an interrupt per chain would be the device's choice, not the
+//     driver's: the batch ends with a single interrupt.
 func Drain(q *Queue, c *DescChain, serve ServeFunc) error {
+	eager := q.EventIdx()
 	for {
 		q.DisableNotifications()
 		notify := false
@@ -134,8 +148,10 @@ func Drain(q *Queue, c *DescChain, serve ServeFunc) error {
 			if err != nil {
 				return err
 			}
-			// §2.7.7.2: each Publish answers for the chains it made
-			// visible; one interrupt covers them all.
+			if need && eager {
+				q.Interrupt()
+				need = false
+			}
 			notify = notify || need
 		}
 		if notify {

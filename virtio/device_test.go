@@ -104,6 +104,41 @@ func TestDrainPublishesEachCompletionAtOnce(t *testing.T) {
 	}
 }
 
+// With VIRTIO_F_EVENT_IDX the interrupt goes the moment the completion the
+// driver asked for (used_event) is published, not at the end of the batch;
+// with the flags, the batch ends in one interrupt.
+func TestDrainInterruptTiming(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		features virtio.Features
+		// interrupts the driver has seen as each of the 4 chains is
+		// served
+		want []int32
+	}{
+		// used_event 1: interrupt once used->idx passes 1, i.e. right
+		// after the second chain, before the third is served.
+		{"event-idx", virtio.Features(0).With(virtio.VIRTIO_F_EVENT_IDX), []int32{0, 0, 1, 1}},
+		{"flags", 0, []int32{0, 0, 0, 0}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dq := newDeviceQueue(t, 8, tc.features)
+			dq.d.SetUsedEvent(1)
+			for range 4 {
+				dq.d.AddChain(dq.d.Writable(4))
+			}
+			dq.d.Publish()
+			var seen []int32
+			var c virtio.DescChain
+			require.NoError(t, virtio.Drain(dq.q, &c, func(*virtio.DescChain) (uint32, error) {
+				seen = append(seen, dq.interrupts.Load())
+				return 0, nil
+			}))
+			assert.Equal(t, tc.want, seen)
+			assert.EqualValues(t, 1, dq.interrupts.Load(), "one interrupt in all")
+		})
+	}
+}
+
 func TestDrainEmptyQueue(t *testing.T) {
 	dq := newDeviceQueue(t, 4, 0)
 	var c virtio.DescChain

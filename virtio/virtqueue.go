@@ -200,6 +200,11 @@ func (q *Virtqueue) Err() error { return q.err }
 // the next Pop takes, for saving a running queue (see QueueConfig).
 func (q *Virtqueue) LastAvailIdx() uint16 { return q.lastAvail }
 
+// EventIdx reports whether the queue uses VIRTIO_F_EVENT_IDX's event
+// indexes for notification suppression (§2.7.7.2, §2.7.10.2) rather than
+// the flags.
+func (q *Virtqueue) EventIdx() bool { return q.eventIdx }
+
 // UsedIdx returns used->idx as it will be once the chains added with AddUsed
 // are published.
 func (q *Virtqueue) UsedIdx() uint16 { return q.nextUsed }

@@ -24,10 +24,11 @@
 // # Queues and concurrency
 //
 // Each request queue has one worker goroutine (virtio.StartWorker) that
-// drains it (virtio.Drain): it takes every available request, serves them one
-// after the other, and returns them all with one used->idx update and at
-// most one interrupt, while the driver's notifications stay suppressed: a
-// batch of requests costs the guest one notification and one interrupt.
+// drains it (virtio.Drain): it takes every available request and serves them
+// one after the other while the driver's notifications stay suppressed, so a
+// batch of requests costs the guest one notification. Each completion is
+// published as soon as it is served; the interrupt goes when the driver's
+// used_event asks for it (at most one per batch without event indexes).
 // With VIRTIO_BLK_F_MQ (Options.NumQueues > 1) Linux gives each vCPU its own
 // queue, so requests from different vCPUs are served in parallel.
 //

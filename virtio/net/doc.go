@@ -41,8 +41,9 @@
 //
 // Each queue has a goroutine. The transmit worker drains its queue on every
 // kick and writes each packet with one writev from the guest's buffers (the
-// device copies only the 12-byte header, to check it), then publishes all
-// completions and interrupts the driver once per batch (virtio.Drain).
+// device copies only the 12-byte header, to check it), publishing each
+// completion as soon as the packet is written and interrupting the driver
+// when its used_event asks (virtio.Drain).
 //
 // The receive worker never reads a packet before it holds buffers the
 // driver posted that can take the largest packet the tap may deliver:

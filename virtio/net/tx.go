@@ -9,9 +9,9 @@ import (
 // transmitter serves transmitq1 (§5.1.6.2): each chain the driver makes
 // available is one packet, a virtio_net_hdr and an Ethernet frame in the
 // chain's device-readable buffers. It runs on a virtio.Worker, which calls
-// drain after every kick; virtio.Drain takes every available chain, then
-// publishes all their completions at once and interrupts the driver at most
-// once per batch.
+// drain after every kick; virtio.Drain takes every available chain,
+// publishes each completion as soon as the packet is written, and
+// interrupts the driver when it asked for one.
 type transmitter struct {
 	d   *Device
 	run *activation
