@@ -6,6 +6,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -70,6 +72,7 @@ type hostConfig struct {
 	logDir        string
 	ctl, tx, rx   net.Listener
 	haveCounters  bool
+	detail        bool // print every counter's delta per phase
 	counterMissed string
 }
 
@@ -87,6 +90,7 @@ func hostMain(args []string) int {
 	fs.DurationVar(&cfg.bootTimeout, "boot-timeout", 3*time.Minute, "how long a guest may take to call in")
 	fs.DurationVar(&cfg.exitTimeout, "exit-timeout", time.Minute, "how long a VMM may take to exit after its guest is done")
 	fs.StringVar(&cfg.logDir, "logs", "", "keep each run's console output in this directory")
+	fs.BoolVar(&cfg.detail, "detail", false, "also print every KVM counter that moved, per request, after each phase")
 	fs.Var(&cases, "case", "NAME=COMMAND: a VMM command booting the benchmark guest (repeatable)")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -205,9 +209,28 @@ func (cfg *hostConfig) once(c *vmmCase, run int) (*session, error) {
 	}
 	defer conn.Close()
 	s, serr := cfg.serve(conn)
+	var vmmDone bool
+	var vmmErr error
+	if serr != nil {
+		// The guest stopped answering while its VMM may still run:
+		// leave evidence of which side is stuck before it is killed.
+		select {
+		case vmmErr = <-exited:
+			vmmDone = true
+		default:
+			fmt.Fprintf(out, "\n--- guestbench host: %v; diagnosing ---\n", serr)
+			probeGuest(out, conn.RemoteAddr())
+			// A Go VMM prints every goroutine's stack on SIGQUIT and
+			// exits; others just exit.
+			_ = cmd.Process.Signal(syscall.SIGQUIT)
+		}
+	}
 
 	select {
 	case err := <-exited:
+		if vmmDone {
+			err = vmmErr
+		}
 		if err != nil && serr == nil {
 			serr = fmt.Errorf("the VMM exited with %v", err)
 		}
@@ -272,6 +295,10 @@ func (cfg *hostConfig) serve(conn net.Conn) (*session, error) {
 		switch word {
 		case "begin":
 			before, _ := readCounters(cfg.kvmStats)
+			var allBefore map[string]uint64
+			if cfg.detail {
+				allBefore = readAllCounters(cfg.kvmStats)
+			}
 			if err := send("go"); err != nil {
 				return nil, err
 			}
@@ -280,6 +307,10 @@ func (cfg *hostConfig) serve(conn net.Conn) (*session, error) {
 				return nil, err
 			}
 			after, _ := readCounters(cfg.kvmStats)
+			var allAfter map[string]uint64
+			if cfg.detail {
+				allAfter = readAllCounters(cfg.kvmStats)
+			}
 			name, kvs, _ := strings.Cut(strings.TrimPrefix(line, "end "), " ")
 			if !strings.HasPrefix(line, "end ") || name != rest {
 				return nil, fmt.Errorf("want end %s, got %q", rest, line)
@@ -296,6 +327,9 @@ func (cfg *hostConfig) serve(conn net.Conn) (*session, error) {
 				}
 			}
 			s.phases[rest] = p
+			if cfg.detail {
+				printDetail(rest, p.ops, allBefore, allAfter)
+			}
 			if err := send("ok"); err != nil {
 				return nil, err
 			}
@@ -329,6 +363,140 @@ func readCounters(dir string) (map[string]uint64, error) {
 		m[k] = v
 	}
 	return m, nil
+}
+
+// probeGuest writes to w whether the guest at addr answers pings and what
+// the host's interfaces counted, to tell a dead network path (the device or
+// its tap) from a stuck guest program.
+func probeGuest(w io.Writer, addr net.Addr) {
+	host := addr.String()
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	for seq := 1; seq <= 3; seq++ {
+		rtt, err := ping(host, seq, time.Second)
+		if err != nil {
+			fmt.Fprintf(w, "ping %s seq %d: %v\n", host, seq, err)
+		} else {
+			fmt.Fprintf(w, "ping %s seq %d: reply in %v\n", host, seq, rtt)
+		}
+	}
+	fmt.Fprintln(w, "$ ip -s link show")
+	c := exec.Command("ip", "-s", "link", "show")
+	c.Stdout, c.Stderr = w, w
+	if err := c.Run(); err != nil {
+		fmt.Fprintf(w, "(%v)\n", err)
+	}
+}
+
+// ICMP echo (RFC 792): type 8 asks, type 0 answers; the header is type,
+// code, checksum, identifier and sequence number.
+const (
+	icmpEchoRequest = 8
+	icmpEchoReply   = 0
+	icmpHeaderLen   = 8
+	ipv4MinHeader   = 20
+)
+
+// ping sends one ICMP echo request to host over a raw socket (the benchmark
+// runs as root) and waits up to timeout for the reply.
+func ping(host string, seq int, timeout time.Duration) (time.Duration, error) {
+	c, err := net.Dial("ip4:icmp", host)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	id := os.Getpid() & 0xffff
+	msg := make([]byte, icmpHeaderLen+8)
+	msg[0] = icmpEchoRequest
+	binary.BigEndian.PutUint16(msg[4:], uint16(id))
+	binary.BigEndian.PutUint16(msg[6:], uint16(seq))
+	binary.BigEndian.PutUint16(msg[2:], inetChecksum(msg))
+	start := time.Now()
+	_ = c.SetDeadline(start.Add(timeout))
+	if _, err := c.Write(msg); err != nil {
+		return 0, err
+	}
+	buf := make([]byte, 1500)
+	for {
+		n, err := c.Read(buf)
+		if err != nil {
+			return 0, err
+		}
+		b := buf[:n]
+		// A raw IPv4 socket returns the IP header too (raw(7)).
+		if len(b) >= ipv4MinHeader && b[0]>>4 == 4 {
+			b = b[int(b[0]&0x0f)*4:]
+		}
+		if len(b) >= icmpHeaderLen && b[0] == icmpEchoReply &&
+			binary.BigEndian.Uint16(b[4:]) == uint16(id) && binary.BigEndian.Uint16(b[6:]) == uint16(seq) {
+			return time.Since(start), nil
+		}
+	}
+}
+
+// inetChecksum is the Internet checksum (RFC 1071): the ones' complement
+// of the ones' complement sum of the 16-bit words.
+func inetChecksum(b []byte) uint16 {
+	var sum uint32
+	for i := 0; i+1 < len(b); i += 2 {
+		sum += uint32(binary.BigEndian.Uint16(b[i:]))
+	}
+	if len(b)%2 == 1 {
+		sum += uint32(b[len(b)-1]) << 8
+	}
+	for sum>>16 != 0 {
+		sum = sum&0xffff + sum>>16
+	}
+	return ^uint16(sum)
+}
+
+// readAllCounters reads every numeric file in KVM's statistics directory
+// (halt_wakeup, irq_injections, nmi_window_exits, ...), for -detail. Files
+// it cannot read or parse are left out.
+func readAllCounters(dir string) map[string]uint64 {
+	m := map[string]uint64{}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return m
+	}
+	for _, e := range ents {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			continue
+		}
+		if v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64); err == nil {
+			m[e.Name()] = v
+		}
+	}
+	return m
+}
+
+// printDetail prints, on one line, each counter that moved during a phase,
+// divided by the phase's requests, largest first.
+func printDetail(phase string, ops uint64, before, after map[string]uint64) {
+	if ops == 0 {
+		return
+	}
+	type kv struct {
+		k string
+		v float64
+	}
+	var moved []kv
+	for k, a := range after {
+		if b, ok := before[k]; ok && a > b {
+			moved = append(moved, kv{k, float64(a-b) / float64(ops)})
+		}
+	}
+	sort.Slice(moved, func(i, j int) bool { return moved[i].v > moved[j].v })
+	var sb strings.Builder
+	for _, m := range moved {
+		fmt.Fprintf(&sb, " %s=%.2f", m.k, m.v)
+	}
+	fmt.Fprintf(os.Stderr, "guestbench host: detail %s, per request:%s\n", phase, sb.String())
 }
 
 // serveTx counts what each guest stream sends and, when the guest

@@ -52,3 +52,18 @@ func TestFields(t *testing.T) {
 		t.Errorf("median: %v", m)
 	}
 }
+
+func TestInetChecksum(t *testing.T) {
+	// RFC 1071 §3's example: the words 0001 f203 f4f5 f6f7 sum to ddf2
+	// (with the carries folded), so the checksum is its complement.
+	if got := inetChecksum([]byte{0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7}); got != ^uint16(0xddf2) {
+		t.Errorf("inetChecksum = %#04x, want %#04x", got, ^uint16(0xddf2))
+	}
+	// A message with its checksum in place sums to zero.
+	msg := []byte{8, 0, 0, 0, 0x12, 0x34, 0, 1, 'g', 'o', 'v', 'm', 'm'}
+	c := inetChecksum(msg)
+	msg[2], msg[3] = byte(c>>8), byte(c)
+	if got := inetChecksum(msg); got != 0 {
+		t.Errorf("checksum over a checksummed message = %#04x, want 0", got)
+	}
+}
