@@ -35,6 +35,8 @@
 #   SECONDS_PER_PHASE  length of each workload (default 5)
 #   VMMS     which VMMs to run (default "govmm qemu"); VMMS=qemu runs the QEMU
 #            half alone, e.g. while govmm has no --disk/--net yet
+#   DETAIL   if set, also print every KVM counter that moved in each phase,
+#            per request (guestbench host -detail)
 # Needs bin/govmm, the minimal guest and busybox (make bench-io builds them).
 # Results are reported, never asserted.
 set -euo pipefail
@@ -91,10 +93,11 @@ EOF
   echo "bench-io: running inside the nested test bed (QEMU TCG, AMD SVM); $runs runs per VMM" >&2
   # L1 gets CPUs to spare beyond the guest's one: the VMM's I/O threads and
   # the host half of the benchmark run beside the vCPU (see scripts/e2e.sh
-  # on why a busy L1 needs a spare CPU).
-  exec scripts/nested-run.sh --host-root --cpus 3 --mem 3072 --timeout 3600 \
+  # on why a busy L1 needs a spare CPU). An L1 that freezes (shared/notes)
+  # ends the run after seven silent minutes instead of an hour.
+  exec scripts/nested-run.sh --host-root --cpus 3 --mem 3072 --timeout 3600 --idle-timeout 420 \
     --env RUNS="$runs" --env SECONDS_PER_PHASE="$phase_s" --env VMMS="$vmms" \
-    -- scripts/bench-io.sh --inside
+    --env DETAIL="${DETAIL:-}" -- scripts/bench-io.sh --inside
 fi
 
 # --- inside: L1 (or a hardware-KVM host) --------------------------------------
@@ -131,7 +134,10 @@ ip tuntap add dev "$tap" mode tap
 ip addr add 192.0.2.1/24 dev "$tap"
 ip link set "$tap" up
 
-append="console=ttyS0 reboot=k panic=-1 quiet root=/dev/vda rw govmm.run=bench govmm.action=reboot"
+# loglevel=5: a quiet boot, but the guest's warnings reach the console
+# (a stuck transmit queue, NETDEV WATCHDOG, is one), so a run that fails
+# says why in build/bench-io/logs.
+append="console=ttyS0 reboot=k panic=-1 loglevel=5 root=/dev/vda rw govmm.run=bench govmm.action=reboot"
 cases=()
 if has_vmm govmm; then
   cases+=(-case "govmm=$work/govmm boot --kernel $work/bzImage --mem 512M --cpus 1 --disk $work/rootfs.img --disk $work/scratch.img --net tap=$tap,mac=$mac --append '$append'")
@@ -144,14 +150,14 @@ versions="$(uname -r) on $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | 
 has_vmm govmm && versions+="; $("$work/govmm" version 2>&1 | head -1)"
 has_vmm qemu && versions+="; $(qemu-system-x86_64 --version | head -1)"
 echo "bench-io: $versions" >&2
-mkdir -p "$work/logs"
+# Every run's console (and, for a run that failed, what the host found
+# when its guest stopped answering) goes straight to the repository, where
+# it outlives a test bed that dies: a run can fail while the others succeed
+# and the table still prints.
+rm -rf "$work_rel/logs"
+mkdir -p "$work_rel/logs"
 rc=0
 "$work/guestbench" host -runs "$runs" -seconds "$phase_s" -threads 4 \
-  -listen 192.0.2.1 -port 5200 -baseline qemu -logs "$work/logs" "${cases[@]}" || rc=$?
-if [[ $rc -ne 0 ]]; then
-  # Keep the consoles of failed runs where the caller can read them.
-  mkdir -p "$work_rel/logs"
-  cp "$work"/logs/*.log "$work_rel/logs/" 2>/dev/null || true
-  echo "bench-io: some runs failed; consoles in $work_rel/logs/" >&2
-fi
+  -listen 192.0.2.1 -port 5200 -baseline qemu -logs "$work_rel/logs" ${DETAIL:+-detail} "${cases[@]}" || rc=$?
+echo "bench-io: each run's console is in $work_rel/logs/" >&2
 exit "$rc"
