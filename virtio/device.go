@@ -148,11 +148,12 @@ func Drain(q *Queue, c *DescChain, serve ServeFunc) error {
 			if err != nil {
 				return err
 			}
-			if need && eager {
+			switch {
+			case need && eager:
 				q.Interrupt()
-				need = false
+			case need:
+				notify = true
 			}
-			notify = notify || need
 		}
 		if notify {
 			q.Interrupt()

@@ -209,14 +209,12 @@ func (cfg *hostConfig) once(c *vmmCase, run int) (*session, error) {
 	}
 	defer conn.Close()
 	s, serr := cfg.serve(conn)
-	var vmmDone bool
-	var vmmErr error
 	if serr != nil {
 		// The guest stopped answering while its VMM may still run:
 		// leave evidence of which side is stuck before it is killed.
 		select {
-		case vmmErr = <-exited:
-			vmmDone = true
+		case err := <-exited:
+			exited <- err // for the wait below; the channel holds one
 		default:
 			fmt.Fprintf(out, "\n--- guestbench host: %v; diagnosing ---\n", serr)
 			probeGuest(out, conn.RemoteAddr())
@@ -228,9 +226,6 @@ func (cfg *hostConfig) once(c *vmmCase, run int) (*session, error) {
 
 	select {
 	case err := <-exited:
-		if vmmDone {
-			err = vmmErr
-		}
 		if err != nil && serr == nil {
 			serr = fmt.Errorf("the VMM exited with %v", err)
 		}
