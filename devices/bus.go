@@ -87,6 +87,23 @@ func (b *PortBus) Register(name string, base, size uint16, dev PortDevice) error
 	return nil
 }
 
+// Unregister detaches the device registered with Register at exactly
+// [base, base+size), as when the guest moves or disables a PCI I/O BAR,
+// and reports whether there was one. Only the owner of a registration
+// should remove it: the bus cannot tell who registered what.
+func (b *PortBus) Unregister(base, size uint16) bool {
+	b.regMu.Lock()
+	defer b.regMu.Unlock()
+	old := *b.ranges.Load()
+	i := slices.IndexFunc(old, func(r portRange) bool { return r.base == base && r.size == size })
+	if i < 0 {
+		return false
+	}
+	next := slices.Delete(slices.Clone(old), i, i+1)
+	b.ranges.Store(&next)
+	return true
+}
+
 // find returns the range that contains port, or nil.
 func (b *PortBus) find(port uint16) *portRange {
 	rs := *b.ranges.Load()

@@ -104,6 +104,31 @@ func TestBusDispatch(t *testing.T) {
 	}
 }
 
+// Unregister removes exactly one registration, so that a PCI I/O BAR can
+// move, and frees its ports for the next.
+func TestBusUnregister(t *testing.T) {
+	b := NewPortBus()
+	bar := newRegDevice(4)
+	next := newRegDevice(4)
+	require.NoError(t, b.Register("bar", 0xC000, 4, bar))
+	require.NoError(t, b.Register("next", 0xC004, 4, next))
+
+	assert.False(t, b.Unregister(0xC000, 8), "the size must match")
+	assert.False(t, b.Unregister(0xC001, 4), "the base must match")
+	assert.True(t, b.Unregister(0xC000, 4))
+	assert.False(t, b.Unregister(0xC000, 4), "already gone")
+
+	data := []byte{0}
+	b.Read(0xC000, data)
+	assert.Equal(t, []byte{0xFF}, data, "the ports float again")
+	_, ok := b.Lookup(0xC003)
+	assert.False(t, ok)
+	b.Write(0xC004, []byte{7})
+	assert.Equal(t, byte(7), next.regs[0], "the neighbour stays")
+
+	require.NoError(t, b.Register("moved", 0xC000, 4, bar), "the ports can be claimed again")
+}
+
 // recordHandler is a slog.Handler that keeps the records it gets.
 type recordHandler struct {
 	mu      sync.Mutex
