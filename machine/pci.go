@@ -26,21 +26,31 @@ type pciHost struct {
 	anyLength bool
 
 	mu        sync.Mutex
-	doorbells map[doorbellKey][]registeredDoorbell
-	routers   []*msiRouter
-	names     map[pci.Device]string
+	doorbells map[barKey][]registeredDoorbell
+	// ioBARs are the I/O BARs registered on the port bus, by where.
+	ioBARs  map[barKey]portRange
+	routers []*msiRouter
+	names   map[pci.Device]string
 }
 
-type doorbellKey struct {
+// barKey names one BAR of one function.
+type barKey struct {
 	dev pci.Device
 	bar int
 }
 
+// registeredDoorbell is one KVM_IOEVENTFD as it was assigned; removing it
+// takes the same arguments.
 type registeredDoorbell struct {
-	fd   int
-	addr uint64
-	size uint32
+	fd        int
+	addr      uint64
+	size      uint32
+	datamatch uint64
+	flags     uint32
 }
+
+// portRange is an I/O BAR's place on the port bus.
+type portRange struct{ base, size uint16 }
 
 // doorbellFallbackSize is the write width an ioeventfd matches when KVM
 // cannot match any width: virtio drivers notify with 16-bit writes of the
@@ -70,7 +80,8 @@ func (m *Machine) setupPCI(reset devices.PortDevice) error {
 		m:         m,
 		routing:   newIRQRouting(m.vm, m.log),
 		anyLength: m.sys.CheckExtension(kvm.CapIOEventFDAnyLen) != 0,
-		doorbells: map[doorbellKey][]registeredDoorbell{},
+		doorbells: map[barKey][]registeredDoorbell{},
+		ioBARs:    map[barKey]portRange{},
 		names:     map[pci.Device]string{},
 	}
 	h.bus = pci.NewBus(pci.BusConfig{Mapper: h, IRQ: m.gsiLine})
@@ -135,61 +146,95 @@ func (h *pciHost) name(dev pci.Device) string {
 	return "PCI device"
 }
 
-// MapBAR implements pci.BARMapper: the BAR now decodes at r.
+// MapBAR implements pci.BARMapper: the BAR now decodes at r. Its handler
+// goes on the MMIO bus or, for an I/O BAR, on the port bus, and its
+// doorbells become ioeventfds. A BAR the guest placed over another
+// device's registers is refused with a warning: it stays dark, and the
+// other device keeps its addresses.
 func (h *pciHost) MapBAR(dev pci.Device, r pci.Region) {
-	if !r.Kind.IsMemory() {
-		// govmm's devices use memory BARs only (virtio 1.2 §4.1.4: the
-		// modern virtio-pci structures may be in any kind of BAR).
-		h.m.log.Warn("I/O BARs are not supported; ignoring", "device", h.name(dev), "bar", r.String())
+	if r.Handler != nil && !h.mapHandler(dev, r) {
 		return
-	}
-	if r.Handler != nil {
-		if err := h.m.mmio.Register(h.name(dev), r.Addr, r.Size, r.Handler); err != nil {
-			h.m.log.Warn("cannot map BAR", "device", h.name(dev), "bar", r.String(), "err", err)
-			return
-		}
 	}
 	db, ok := dev.(pci.DoorbellDevice)
 	if !ok {
 		return
+	}
+	var flags uint32
+	if !r.Kind.IsMemory() {
+		flags = kvm.IOEventFDFlagPIO
 	}
 	var regs []registeredDoorbell
 	for _, d := range db.Doorbells() {
 		if d.BAR != r.Index || d.Offset >= r.Size {
 			continue
 		}
-		size := uint32(d.Size)
-		if size == 0 && !h.anyLength {
-			size = doorbellFallbackSize
+		rd := registeredDoorbell{fd: d.FD, addr: r.Addr + d.Offset, size: uint32(d.Size), flags: flags}
+		if rd.size == 0 && !h.anyLength {
+			rd.size = doorbellFallbackSize
 		}
-		rd := registeredDoorbell{fd: d.FD, addr: r.Addr + d.Offset, size: size}
-		if err := h.m.vm.IOEventFD(rd.fd, rd.addr, rd.size, 0, 0); err != nil {
+		if d.Match {
+			rd.datamatch = d.Data
+			rd.flags |= kvm.IOEventFDFlagDatamatch
+		}
+		if err := h.m.vm.IOEventFD(rd.fd, rd.addr, rd.size, rd.datamatch, rd.flags); err != nil {
 			// The write still reaches the handler through an exit.
-			h.m.log.Warn("doorbell stays a userspace exit", "device", h.name(dev), "addr", fmt.Sprintf("%#x", rd.addr), "err", err)
+			h.m.log.Warn("doorbell stays a userspace exit", "device", h.name(dev), "bar", r.String(),
+				"addr", fmt.Sprintf("%#x", rd.addr), "err", err)
 			continue
 		}
 		regs = append(regs, rd)
 	}
 	h.mu.Lock()
-	h.doorbells[doorbellKey{dev, r.Index}] = regs
+	h.doorbells[barKey{dev, r.Index}] = regs
 	h.mu.Unlock()
+}
+
+// mapHandler registers the BAR's handler where r says and reports whether
+// it could.
+func (h *pciHost) mapHandler(dev pci.Device, r pci.Region) bool {
+	name := h.name(dev)
+	if r.Kind.IsMemory() {
+		if err := h.m.mmio.Register(name, r.Addr, r.Size, r.Handler); err != nil {
+			h.m.log.Warn("cannot map BAR", "device", name, "bar", r.String(), "err", err)
+			return false
+		}
+		return true
+	}
+	// The bus decodes an I/O BAR only below port 0xFFFF
+	// (pci.ConfigSpace), so the range fits the 16-bit port space.
+	pr := portRange{base: uint16(r.Addr), size: uint16(r.Size)}
+	if r.Addr+r.Size > 1<<16 {
+		h.m.log.Warn("cannot map BAR: beyond the last I/O port", "device", name, "bar", r.String())
+		return false
+	}
+	if err := h.m.ports.Register(name, pr.base, pr.size, pci.IOPortDevice(r.Handler)); err != nil {
+		h.m.log.Warn("cannot map BAR", "device", name, "bar", r.String(), "err", err)
+		return false
+	}
+	h.mu.Lock()
+	h.ioBARs[barKey{dev, r.Index}] = pr
+	h.mu.Unlock()
+	return true
 }
 
 // UnmapBAR implements pci.BARMapper: the BAR no longer decodes at r.
 func (h *pciHost) UnmapBAR(dev pci.Device, r pci.Region) {
-	if !r.Kind.IsMemory() {
-		return
-	}
+	key := barKey{dev, r.Index}
 	h.mu.Lock()
-	regs := h.doorbells[doorbellKey{dev, r.Index}]
-	delete(h.doorbells, doorbellKey{dev, r.Index})
+	regs := h.doorbells[key]
+	delete(h.doorbells, key)
+	pr, isPort := h.ioBARs[key]
+	delete(h.ioBARs, key)
 	h.mu.Unlock()
 	for _, rd := range regs {
-		if err := h.m.vm.RemoveIOEventFD(rd.fd, rd.addr, rd.size, 0, 0); err != nil {
+		if err := h.m.vm.RemoveIOEventFD(rd.fd, rd.addr, rd.size, rd.datamatch, rd.flags); err != nil {
 			h.m.log.Warn("cannot remove doorbell", "device", h.name(dev), "addr", fmt.Sprintf("%#x", rd.addr), "err", err)
 		}
 	}
-	if r.Handler != nil {
+	switch {
+	case isPort:
+		h.m.ports.Unregister(pr.base, pr.size)
+	case r.Kind.IsMemory() && r.Handler != nil:
 		h.m.mmio.Unregister(r.Addr, r.Handler)
 	}
 }
@@ -201,7 +246,7 @@ func (h *pciHost) close() error {
 	var errs []error
 	for k, regs := range h.doorbells {
 		for _, rd := range regs {
-			errs = append(errs, h.m.vm.RemoveIOEventFD(rd.fd, rd.addr, rd.size, 0, 0))
+			errs = append(errs, h.m.vm.RemoveIOEventFD(rd.fd, rd.addr, rd.size, rd.datamatch, rd.flags))
 		}
 		delete(h.doorbells, k)
 	}
