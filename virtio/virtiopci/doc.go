@@ -7,7 +7,7 @@
 //
 // The function is identified by vendor 0x1AF4 and device ID 0x1040 plus the
 // virtio device ID (§4.1.2), revision 1 so that no legacy driver claims it.
-// Everything else lives in one 32-bit memory BAR, BAR 0, which the
+// Almost everything else lives in one 32-bit memory BAR, BAR 0, which the
 // capability list of configuration space describes. Each structure gets a
 // 4 KiB page of its own, so that the machine could map or trap each one
 // separately:
@@ -27,6 +27,13 @@
 // through which the driver can reach any of the BAR's registers without
 // mapping the BAR (§4.1.4.9).
 //
+// The notify structure has a second, preferred home: BAR 1, an I/O BAR of
+// four ports, whose first two are one 16-bit notify register shared by
+// every queue (notify_off_multiplier 0). Its capability comes first in the
+// list, so Linux uses it. A port write exits with its port and value
+// already decoded by the CPU; an MMIO write on AMD SVM leaves KVM to
+// decode the instruction (see NotifyIOBARIndex).
+//
 // # Driving the device
 //
 // The driver resets the device by writing 0 to device_status, sets
@@ -37,8 +44,9 @@
 // DRIVER_OK (§3.1.1). Only then does the Transport build the virtqueues and
 // call Device.Activate.
 //
-// The driver tells the device about new buffers by writing to the queue's
-// notify address (an available buffer notification, §4.1.5.2). The machine
+// The driver tells the device about new buffers by writing the queue's
+// index to its notify address (an available buffer notification,
+// §4.1.5.2). The machine
 // normally lets KVM turn those writes into a signal on the queue's Kick
 // eventfd (see Doorbells) so that they never leave the kernel; a write that
 // does reach the Transport signals the same eventfd. The device tells the
@@ -58,7 +66,7 @@
 //
 //	t, err := virtiopci.New(virtiopci.Config{Device: dev, Mem: mem, Router: router, Log: log, Name: "virtio-blk vda"})
 //	bus.Attach(slot, t)
-//	for _, d := range t.Doorbells() { /* KVM_IOEVENTFD on BAR address + d.Offset while BAR 0 decodes */ }
+//	for _, d := range t.Doorbells() { /* KVM_IOEVENTFD on d.BAR's address + d.Offset while it decodes */ }
 //	...
 //	// shutdown: remove the ioeventfds and the MSI routes, then
 //	t.Close()

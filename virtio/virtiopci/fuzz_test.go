@@ -221,7 +221,7 @@ func (f *fuzzer) step(in *input) {
 			f.d.EnableInterrupts()
 		}
 	case opNotify:
-		f.barWrite(uint64(r.caps[capNotifyCfg].offset)+uint64(in.u8()%4)*uint64(r.notifyMul), 2, 0)
+		r.notifyVia(r.notifyCaps[int(in.u8())%len(r.notifyCaps)], uint16(in.u8()%4))
 	case opKick:
 		bells := r.tr.Doorbells()
 		_, _ = unix.Write(bells[int(in.u8())%len(bells)].FD, []byte{1, 0, 0, 0, 0, 0, 0, 0})
@@ -325,7 +325,7 @@ func (f *fuzzer) post(in *input) {
 	}
 	f.d.AddChain(chain...)
 	if f.d.Publish() || in.u8()&1 == 0 {
-		f.barWrite(uint64(f.r.caps[capNotifyCfg].offset), 2, 0)
+		f.r.notify(0)
 	}
 }
 

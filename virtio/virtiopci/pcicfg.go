@@ -1,6 +1,10 @@
 package virtiopci
 
-import "math/bits"
+import (
+	"math/bits"
+
+	"github.com/govmm/govmm/devices/pci"
+)
 
 // The PCI configuration access capability (§4.1.4.9): struct
 // virtio_pci_cfg_cap, a window in configuration space onto the BARs. The
@@ -59,8 +63,9 @@ func (t *Transport) pciCfgAccess(write bool) {
 	bar := t.cs.Uint8(base + capBAR)
 	offset := t.cs.Uint32(base + capOffset)
 	length := t.cs.Uint32(base + capLength)
-	if bar != BARIndex || length == 0 || length > pciCfgDataSize || bits.OnesCount32(length) != 1 ||
-		offset%length != 0 || uint64(offset)+uint64(length) > BARSize {
+	h, size := t.barHandler(bar)
+	if h == nil || length == 0 || length > pciCfgDataSize || bits.OnesCount32(length) != 1 ||
+		offset%length != 0 || uint64(offset)+uint64(length) > size {
 		return
 	}
 	data := base + capPCICfgData
@@ -69,11 +74,23 @@ func (t *Transport) pciCfgAccess(write bool) {
 		for i := range length {
 			buf[i] = t.cs.Uint8(data + uint16(i))
 		}
-		t.bar.WriteMMIO(uint64(offset), buf[:length])
+		h.WriteMMIO(uint64(offset), buf[:length])
 		return
 	}
-	t.bar.ReadMMIO(uint64(offset), buf[:length])
+	h.ReadMMIO(uint64(offset), buf[:length])
 	for i := range length {
 		t.cs.SetUint8(data+uint16(i), buf[i])
 	}
+}
+
+// barHandler returns the handler and size of BAR bar, or nil for a BAR the
+// function does not have.
+func (t *Transport) barHandler(bar uint8) (pci.MMIOHandler, uint64) {
+	switch bar {
+	case BARIndex:
+		return t.bar, BARSize
+	case NotifyIOBARIndex:
+		return t.notifyIO, NotifyIOBARSize
+	}
+	return nil, 0
 }

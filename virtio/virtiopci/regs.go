@@ -214,6 +214,32 @@ const (
 	// power of 2, or present notify_off_multiplier as 0" (§4.1.4.4.1).
 	NotifyOffMultiplier = 4
 
+	// NotifyIOBARIndex is the second home of the notify structure: an
+	// I/O BAR of NotifyIOBARSize ports. §4.1.4.1 lets a device offer
+	// several structures of one type, in its order of preference, and
+	// names this very case: "on some hypervisors, notifications using IO
+	// accesses are faster than memory accesses". On AMD SVM they are: an
+	// OUT exits with the port, width and value decoded by the hardware
+	// (AMD APM Vol. 2 §15.10.2, IOIO intercept, EXITINFO1), so KVM
+	// signals the ioeventfd at once, while a store to an MMIO doorbell
+	// exits as a nested page fault that KVM must decode by emulating the
+	// instruction. Linux's virtio_pci takes the first notify capability
+	// whose BAR it could assign (virtio_pci_find_capability), so the I/O
+	// one comes first and the memory one remains for a guest without I/O
+	// space.
+	NotifyIOBARIndex = 1
+	// NotifyIOBARSize is the smallest I/O BAR (PCI 3.0 §6.2.5.1).
+	NotifyIOBARSize = 4
+	// notifyIOLength is the I/O notify structure's length: the one
+	// 16-bit register that every queue shares (notify_off_multiplier 0,
+	// which §4.1.4.4 allows), the driver naming the queue by the index it
+	// writes (§4.1.5.2). The machine tells the queues apart with one
+	// ioeventfd per queue matching its index (KVM_IOEVENTFD_FLAG_DATAMATCH).
+	notifyIOLength = 2
+	// NotifyIOOffMultiplier is the I/O notify capability's
+	// notify_off_multiplier.
+	NotifyIOOffMultiplier = 0
+
 	// MaxQueues is the most virtqueues a device may have here: with one
 	// MSI-X vector per queue and one for configuration changes, 256
 	// vectors of 16 bytes fill the table's page exactly, and 255 notify

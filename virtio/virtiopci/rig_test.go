@@ -37,6 +37,8 @@ const (
 	regRevisionID    = 0x08
 	regClassCode     = 0x09
 	regBAR0          = 0x10
+	numBARs          = 6
+	cmdIO            = 1 << 0
 	regSubsystemVID  = 0x2C
 	regSubsystemID   = 0x2E
 	regCapPointer    = 0x34
@@ -47,6 +49,8 @@ const (
 	statusCapList    = 1 << 4
 	statusInterrupt  = 1 << 3
 	barMemFlagsMask  = 0xF
+	barIOSpace       = 1 << 0
+	barIOFlagsMask   = 0x3
 	msixCtlEnable    = 1 << 15
 	msixCtlFuncMask  = 1 << 14
 	msixCapControl   = 2
@@ -117,9 +121,10 @@ const (
 	isrQueue  = 1
 	isrConfig = 2
 
-	// Where the test firmware puts BAR 0.
-	barBase = pci.MMIO32WindowBase
-	slot    = 3
+	// Where the test firmware puts BAR 0 and the first I/O BAR.
+	barBase   = pci.MMIO32WindowBase
+	ioBARBase = pci.IOWindowBase
+	slot      = 3
 	// Fake guest RAM.
 	ramStart = 0x100000
 	ramSize  = 1 << 20
@@ -219,10 +224,19 @@ func (m *mapper) UnmapBAR(_ pci.Device, r pci.Region) {
 
 // find returns the handler and offset for guest-physical addr.
 func (m *mapper) find(addr uint64) (pci.MMIOHandler, uint64, bool) {
+	return m.lookup(addr, true)
+}
+
+// findPort returns the handler and offset for I/O port port.
+func (m *mapper) findPort(port uint64) (pci.MMIOHandler, uint64, bool) {
+	return m.lookup(port, false)
+}
+
+func (m *mapper) lookup(addr uint64, memory bool) (pci.MMIOHandler, uint64, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, r := range m.regions {
-		if addr >= r.Addr && addr < r.End() {
+		if r.Kind.IsMemory() == memory && addr >= r.Addr && addr < r.End() {
 			return r.Handler, addr - r.Addr, true
 		}
 	}
@@ -251,12 +265,20 @@ type rig struct {
 	logBuf *syncBuffer
 
 	// What probe finds.
-	caps      map[uint8]capInfo
-	notifyMul uint32
-	msixCap   uint16
-	tableOff  uint32
-	barAddr   uint64
-	features  uint64 // offered
+	caps       map[uint8]capInfo // the first of each type, Linux's choice
+	notifyMul  uint32            // the chosen notify capability's multiplier
+	notifyCaps []notifyCap       // every notify capability, in list order
+	msixCap    uint16
+	tableOff   uint32
+	barAddr    uint64           // BAR 0's address
+	ioBARs     map[uint8]uint64 // the I/O BARs' ports, by BAR
+	features   uint64           // offered
+}
+
+// notifyCap is one VIRTIO_PCI_CAP_NOTIFY_CFG capability.
+type notifyCap struct {
+	capInfo
+	mul uint32 // notify_off_multiplier
 }
 
 type syncBuffer struct {
@@ -334,6 +356,13 @@ func (r *rig) cfgWrite(off uint16, n int, v uint32) {
 	r.bus.WriteConfig(pci.Address{Device: slot, Register: off}, b[:n])
 }
 
+// portWrite is an OUT to an I/O port, as a vCPU's would reach the machine.
+func (r *rig) portWrite(port uint64, n int, v uint64) {
+	if h, off, ok := r.mapper.findPort(port); ok {
+		h.WriteMMIO(off, le.AppendUint64(nil, v)[:n])
+	}
+}
+
 // MMIO at a guest-physical address, as a vCPU's load or store would reach
 // the machine. Nothing there reads all ones.
 func (r *rig) mmioRead(addr uint64, n int) uint64 {
@@ -387,8 +416,8 @@ func (r *rig) write64(off uint64, v uint64) {
 
 // probe does what the PCI core and virtio_pci_modern's probe do: check the
 // IDs, walk the capability list for the virtio structures and MSI-X, size
-// BAR 0 and give it an address, and enable memory decoding and bus
-// mastering.
+// BAR 0 and the I/O BARs and give them addresses, and enable memory and
+// I/O decoding and bus mastering.
 func (r *rig) probe() {
 	t := r.t
 	t.Helper()
@@ -417,7 +446,15 @@ func (r *rig) probe() {
 				}
 			}
 			if cfgType == capNotifyCfg {
-				r.notifyMul = r.cfgRead(pos+capNotifyMu, 4)
+				r.notifyCaps = append(r.notifyCaps, notifyCap{
+					capInfo: capInfo{
+						pos:    pos,
+						bar:    uint8(r.cfgRead(pos+capBar, 1)),
+						offset: r.cfgRead(pos+capOffset, 4),
+						length: r.cfgRead(pos+capLength, 4),
+					},
+					mul: r.cfgRead(pos+capNotifyMu, 4),
+				})
 			}
 		case pciCapIDMSIX:
 			r.msixCap = pos
@@ -436,15 +473,49 @@ func (r *rig) probe() {
 	require.Zero(t, sz&barMemFlagsMask, "32-bit non-prefetchable memory BAR")
 	size := uint64(^(sz &^ barMemFlagsMask) + 1)
 	for typ, c := range r.caps {
-		if typ != capPCICfg {
+		if typ != capPCICfg && c.bar == 0 {
 			require.LessOrEqual(t, uint64(c.offset)+uint64(c.length), size, "structure inside the BAR")
 		}
 	}
 	r.cfgWrite(regBAR0, 4, uint32(barBase))
 	r.barAddr = barBase
-	r.cfgWrite(regCommand, 2, cmdMemory|cmdBusMaster)
+
+	// The I/O BARs, placed one after the other from ioBARBase.
+	r.ioBARs = map[uint8]uint64{}
+	next := uint64(ioBARBase)
+	ioSizes := map[uint8]uint64{}
+	for i := uint8(1); i < numBARs; i++ {
+		reg := regBAR0 + 4*uint16(i)
+		r.cfgWrite(reg, 4, 0xFFFF_FFFF)
+		v := r.cfgRead(reg, 4)
+		if v == 0 || v&barIOSpace == 0 {
+			continue
+		}
+		size := uint64(^(v&^barIOFlagsMask)+1) & 0xFFFF
+		require.NotZero(t, size, "I/O BAR %d's size", i)
+		next = (next + size - 1) &^ (size - 1)
+		r.cfgWrite(reg, 4, uint32(next))
+		r.ioBARs[i], ioSizes[i] = next, size
+		next += size
+	}
+	for _, c := range r.notifyCaps {
+		if c.bar == 0 {
+			continue
+		}
+		require.Contains(t, r.ioBARs, c.bar, "the notify capability's BAR %d is an I/O BAR", c.bar)
+		require.LessOrEqual(t, uint64(c.offset)+uint64(c.length), ioSizes[c.bar], "notify structure inside BAR %d", c.bar)
+	}
+	// Linux takes the first notify capability whose BAR it could assign
+	// (virtio_pci_find_capability): here every BAR got an address.
+	r.notifyMul = r.notifyCaps[0].mul
+
+	r.cfgWrite(regCommand, 2, cmdMemory|cmdIO|cmdBusMaster)
 	_, _, ok := r.mapper.find(barBase)
 	require.True(t, ok, "BAR 0 decodes after enabling memory space")
+	for i, port := range r.ioBARs {
+		_, _, ok := r.mapper.findPort(port)
+		require.True(t, ok, "I/O BAR %d decodes after enabling I/O space", i)
+	}
 
 	tbl := r.cfgRead(r.msixCap+msixCapTable, 4)
 	require.Zero(t, tbl&msixBIRMask, "MSI-X table in BAR 0")
@@ -529,10 +600,19 @@ func (r *rig) setupQueue(i uint16, size uint16, vector uint16, base uint64, feat
 	return d
 }
 
-// notify writes queue i's notify address (vp_notify).
-func (r *rig) notify(i uint16) {
-	c := r.caps[capNotifyCfg]
-	r.mmioWrite(r.barAddr+uint64(c.offset)+uint64(i)*uint64(r.notifyMul), 2, uint64(i))
+// notify writes queue i's notify address (vp_notify: iowrite16 of the
+// queue index) in the notify structure Linux chose.
+func (r *rig) notify(i uint16) { r.notifyVia(r.notifyCaps[0], i) }
+
+// notifyVia writes queue i's notify address in the structure c describes.
+func (r *rig) notifyVia(c notifyCap, i uint16) {
+	off := uint64(c.offset) + uint64(i)*uint64(c.mul)
+	if port, ok := r.ioBARs[c.bar]; ok {
+		r.portWrite(port+off, 2, uint64(i))
+		return
+	}
+	require.EqualValues(r.t, 0, c.bar)
+	r.mmioWrite(r.barAddr+off, 2, uint64(i))
 }
 
 // readISR reads the ISR status register (vp_interrupt).

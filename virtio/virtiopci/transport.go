@@ -60,7 +60,8 @@ type Transport struct {
 	offered  [featureWords]uint32
 
 	cs        *pci.ConfigSpace
-	bar       *pci.Mux // BAR 0's handler
+	bar       *pci.Mux        // BAR 0's handler
+	notifyIO  pci.MMIOHandler // the notify port's handler (NotifyIOBARIndex)
 	msix      *pci.MSIXTable
 	pciCfgCap uint16 // offset of the VIRTIO_PCI_CAP_PCI_CFG capability
 
@@ -201,6 +202,10 @@ func (t *Transport) buildConfigSpace(id uint16, router pci.MSIRouter) error {
 	if err := cs.SetBAR(BARIndex, pci.BAR{Kind: pci.BARMemory32, Size: BARSize, Handler: t.bar}); err != nil {
 		return err
 	}
+	t.notifyIO = handler{readZero, t.writeNotifyIO}
+	if err := cs.SetBAR(NotifyIOBARIndex, pci.BAR{Kind: pci.BARIO, Size: NotifyIOBARSize, Handler: t.notifyIO}); err != nil {
+		return err
+	}
 
 	// The virtio structure capabilities (§4.1.4). The device must
 	// present a common configuration, a notification and an ISR status
@@ -208,21 +213,25 @@ func (t *Transport) buildConfigSpace(id uint16, router pci.MSIRouter) error {
 	// has a configuration (all of ours may), and a PCI configuration
 	// access capability (§4.1.4.3 to §4.1.4.6, §4.1.4.9).
 	notifyLength := uint32(len(t.maxSizes)) * NotifyOffMultiplier
+	// The two notify capabilities come in the order of preference
+	// (§4.1.4.1): port I/O first (see NotifyIOBARIndex).
 	caps := []struct {
 		cfgType        uint8
+		bar            uint8
 		offset, length uint32
 		extra          []byte
 	}{
-		{VIRTIO_PCI_CAP_COMMON_CFG, CommonCfgOffset, commonCfgSize, nil},
-		{VIRTIO_PCI_CAP_NOTIFY_CFG, NotifyOffset, notifyLength, le.AppendUint32(nil, NotifyOffMultiplier)},
-		{VIRTIO_PCI_CAP_ISR_CFG, ISROffset, isrLength, nil},
-		{VIRTIO_PCI_CAP_DEVICE_CFG, DeviceCfgOffset, deviceCfgLength, nil},
+		{VIRTIO_PCI_CAP_COMMON_CFG, BARIndex, CommonCfgOffset, commonCfgSize, nil},
+		{VIRTIO_PCI_CAP_NOTIFY_CFG, NotifyIOBARIndex, 0, notifyIOLength, le.AppendUint32(nil, NotifyIOOffMultiplier)},
+		{VIRTIO_PCI_CAP_NOTIFY_CFG, BARIndex, NotifyOffset, notifyLength, le.AppendUint32(nil, NotifyOffMultiplier)},
+		{VIRTIO_PCI_CAP_ISR_CFG, BARIndex, ISROffset, isrLength, nil},
+		{VIRTIO_PCI_CAP_DEVICE_CFG, BARIndex, DeviceCfgOffset, deviceCfgLength, nil},
 		// The PCI configuration access capability points at nothing
 		// until the driver programs bar, offset and length (§4.1.4.9).
-		{VIRTIO_PCI_CAP_PCI_CFG, 0, 0, make([]byte, pciCfgDataSize)},
+		{VIRTIO_PCI_CAP_PCI_CFG, BARIndex, 0, 0, make([]byte, pciCfgDataSize)},
 	}
 	for _, c := range caps {
-		off, err := cs.AddVendorCapability(virtioPCICap(c.cfgType, c.offset, c.length, c.extra))
+		off, err := cs.AddVendorCapability(virtioPCICap(c.cfgType, c.bar, c.offset, c.length, c.extra))
 		if err != nil {
 			return err
 		}
@@ -273,11 +282,14 @@ func (t *Transport) buildConfigSpace(id uint16, router pci.MSIRouter) error {
 // on (AddVendorCapability adds cap_vndr, cap_next and cap_len), followed
 // by extra: the notify capability's notify_off_multiplier or the PCI
 // configuration access capability's pci_cfg_data.
-func virtioPCICap(cfgType uint8, offset, length uint32, extra []byte) []byte {
+func virtioPCICap(cfgType, bar uint8, offset, length uint32, extra []byte) []byte {
 	b := make([]byte, virtioPCICapSize-capHeaderSize, virtioPCICapSize-capHeaderSize+len(extra))
 	b[capCfgType-capHeaderSize] = cfgType
-	b[capBAR-capHeaderSize] = BARIndex
-	b[capID-capHeaderSize] = 0 // the only capability of its type
+	b[capBAR-capHeaderSize] = bar
+	// id tells apart structures of one type only for types that define
+	// its meaning (shared memory, §4.1.4.7); for the rest it is 0 and the
+	// list's order states the preference (§4.1.4.1).
+	b[capID-capHeaderSize] = 0
 	le.PutUint32(b[capOffset-capHeaderSize:], offset)
 	le.PutUint32(b[capLength-capHeaderSize:], length)
 	return append(b, extra...)
@@ -300,13 +312,17 @@ func (t *Transport) Config() *pci.ConfigSpace { return t.cs }
 // MSIX returns the function's MSI-X table.
 func (t *Transport) MSIX() *pci.MSIXTable { return t.msix }
 
-// Doorbells returns each queue's notify address as a doorbell for KVM's
-// ioeventfd (pci.DoorbellDevice): a write of any width there only signals
-// the queue's Kick eventfd.
+// Doorbells returns each queue's two notify registers as doorbells for
+// KVM's ioeventfd (pci.DoorbellDevice), both signalling the queue's Kick
+// eventfd: its own address in BAR 0, where a write of any width counts,
+// and the notify port that all queues share, where only a 16-bit write of
+// the queue's index counts (§4.1.5.2).
 func (t *Transport) Doorbells() []pci.Doorbell {
-	d := make([]pci.Doorbell, len(t.kicks))
+	d := make([]pci.Doorbell, 0, 2*len(t.kicks))
 	for i, k := range t.kicks {
-		d[i] = pci.Doorbell{BAR: BARIndex, Offset: notifyAddress(i), Size: 0, FD: k.FD()}
+		d = append(d,
+			pci.Doorbell{BAR: BARIndex, Offset: notifyAddress(i), Size: 0, FD: k.FD()},
+			pci.Doorbell{BAR: NotifyIOBARIndex, Offset: 0, Size: notifyIOLength, Match: true, Data: uint64(i), FD: k.FD()})
 	}
 	return d
 }
@@ -398,5 +414,21 @@ func (t *Transport) writeNotify(offset uint64, data []byte) {
 		return
 	}
 	// After Close the file is closed and Signal fails; nothing to do.
+	_ = t.kicks[i].Signal()
+}
+
+// writeNotifyIO takes a write to the notify port of NotifyIOBARIndex: the
+// driver writes the index of the queue it notifies, 16 bits without
+// VIRTIO_F_NOTIFICATION_DATA (§4.1.5.2). A wider write names the queue in
+// its low 16 bits; a narrower one, or an index that is no queue, is
+// ignored. KVM normally handles the writes that count without an exit.
+func (t *Transport) writeNotifyIO(offset uint64, data []byte) {
+	if offset != 0 || len(data) < notifyIOLength {
+		return
+	}
+	i := le.Uint16(data)
+	if int(i) >= len(t.kicks) {
+		return
+	}
 	_ = t.kicks[i].Signal()
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/govmm/govmm/devices/pci"
 	"github.com/govmm/govmm/machine/memory"
 	"github.com/govmm/govmm/virtio"
 	"github.com/govmm/govmm/virtio/rng"
@@ -114,13 +115,22 @@ func TestIdentityAndCapabilities(t *testing.T) {
 	assert.GreaterOrEqual(t, common.length, uint32(0x38), "sizeof(struct virtio_pci_common_cfg)")
 	assert.GreaterOrEqual(t, r.caps[capISRCfg].length, uint32(1))
 	assert.NotZero(t, r.caps[capDeviceCfg].length)
-	notify := r.caps[capNotifyCfg]
-	assert.EqualValues(t, 4, r.notifyMul)
-	assert.EqualValues(t, 20, r.cfgRead(notify.pos+capLen, 1), "sizeof(struct virtio_pci_notify_cap)")
+	// Two notify structures, in order of preference (§4.1.4.1): one
+	// port that every queue shares, then an address per queue in BAR 0.
+	require.Len(t, r.notifyCaps, 2)
+	pio, mmio := r.notifyCaps[0], r.notifyCaps[1]
+	assert.Equal(t, r.caps[capNotifyCfg], pio.capInfo, "Linux takes the first")
+	assert.Contains(t, r.ioBARs, pio.bar, "the first is in an I/O BAR")
+	assert.Zero(t, pio.mul, "one shared port")
+	assert.EqualValues(t, 0, mmio.bar)
+	assert.EqualValues(t, 4, mmio.mul)
+	for _, c := range r.notifyCaps {
+		assert.EqualValues(t, 20, r.cfgRead(c.pos+capLen, 1), "sizeof(struct virtio_pci_notify_cap)")
+		// Linux checks that the notify address of the last queue, 2
+		// bytes, lies inside the structure (vp_modern_map_vq_notify).
+		assert.GreaterOrEqual(t, c.length, 0*c.mul+2)
+	}
 	assert.EqualValues(t, 20, r.cfgRead(r.caps[capPCICfg].pos+capLen, 1), "sizeof(struct virtio_pci_cfg_cap)")
-	// Linux checks that the notify address of the last queue, 2 bytes,
-	// lies inside the structure (vp_modern_map_vq_notify).
-	assert.GreaterOrEqual(t, notify.length, 0*r.notifyMul+2)
 
 	// Every structure and the MSI-X table and PBA are on pages of their
 	// own.
@@ -132,9 +142,10 @@ func TestIdentityAndCapabilities(t *testing.T) {
 		}
 		pages[p] = name
 	}
-	for typ, name := range map[uint8]string{capCommonCfg: "common", capNotifyCfg: "notify", capISRCfg: "isr", capDeviceCfg: "device"} {
+	for typ, name := range map[uint8]string{capCommonCfg: "common", capISRCfg: "isr", capDeviceCfg: "device"} {
 		add(name, uint64(r.caps[typ].offset))
 	}
+	add("notify", uint64(mmio.offset))
 	add("msix table", uint64(r.tableOff))
 	add("msix pba", uint64(r.cfgRead(r.msixCap+msixCapPBA, 4)&^msixBIRMask))
 
@@ -258,14 +269,35 @@ func TestDoorbells(t *testing.T) {
 	dev := newFakeDevice(8, 8, 8)
 	r := newRig(t, dev)
 	r.probe()
-	bells := r.tr.Doorbells()
+	require.Len(t, r.notifyCaps, 2)
+	pio, mmio := r.notifyCaps[0], r.notifyCaps[1]
+	all := r.tr.Doorbells()
+	require.Len(t, all, 6, "two per queue")
+	// bells[i] is queue i's doorbell in BAR 0, ports[i] on the port.
+	var bells, ports []pci.Doorbell
+	for _, b := range all {
+		if b.BAR == 0 {
+			bells = append(bells, b)
+		} else {
+			ports = append(ports, b)
+		}
+	}
 	require.Len(t, bells, 3)
+	require.Len(t, ports, 3)
 	for i, b := range bells {
-		assert.Equal(t, 0, b.BAR)
-		assert.EqualValues(t, uint64(r.caps[capNotifyCfg].offset)+uint64(i)*uint64(r.notifyMul), b.Offset,
+		assert.EqualValues(t, uint64(mmio.offset)+uint64(i)*uint64(mmio.mul), b.Offset,
 			"doorbell %d at the queue's notify address", i)
 		assert.Zero(t, b.Size, "any width")
+		assert.False(t, b.Match)
 		assert.Positive(t, b.FD)
+	}
+	for i, p := range ports {
+		assert.EqualValues(t, pio.bar, p.BAR)
+		assert.EqualValues(t, pio.offset, p.Offset, "the shared port")
+		assert.Equal(t, 2, p.Size, "a 16-bit write")
+		assert.True(t, p.Match)
+		assert.EqualValues(t, i, p.Data, "of the queue's index")
+		assert.Equal(t, bells[i].FD, p.FD, "signals the same eventfd")
 	}
 	require.True(t, r.negotiate(defaultFeatures))
 	for i := range uint16(3) {
@@ -287,16 +319,35 @@ func TestDoorbells(t *testing.T) {
 	require.NoError(t, err)
 	assert.EqualValues(t, 1, n)
 
-	// A notify write that reaches the transport signals the same
-	// eventfd, and only that queue's.
-	r.notify(1)
-	n, err = a.Queues[1].Kick.Wait()
-	require.NoError(t, err)
-	assert.EqualValues(t, 1, n)
-	for _, q := range []int{0, 2} {
+	// A notify write that reaches the transport, through either
+	// structure, signals the same eventfd, and only that queue's.
+	for _, c := range r.notifyCaps {
+		r.notifyVia(c, 1)
+		n, err = a.Queues[1].Kick.Wait()
+		require.NoError(t, err)
+		assert.EqualValues(t, 1, n)
+		for _, q := range []int{0, 2} {
+			_, err := unix.Read(bells[q].FD, make([]byte, 8))
+			assert.ErrorIs(t, err, unix.EAGAIN, "queue %d not kicked", q)
+		}
+	}
+
+	// On the port, the value names the queue: writes that name no queue,
+	// or are too narrow to name one, kick nothing; a wider write names
+	// the queue in its low 16 bits.
+	port := r.ioBARs[pio.bar] + uint64(pio.offset)
+	r.portWrite(port, 2, 3)
+	r.portWrite(port, 2, 0xFFFF)
+	r.portWrite(port, 1, 0)
+	r.portWrite(port+1, 1, 0)
+	for q := range 3 {
 		_, err := unix.Read(bells[q].FD, make([]byte, 8))
 		assert.ErrorIs(t, err, unix.EAGAIN, "queue %d not kicked", q)
 	}
+	r.portWrite(port, 4, 2)
+	n, err = a.Queues[2].Kick.Wait()
+	require.NoError(t, err)
+	assert.EqualValues(t, 1, n)
 }
 
 func TestRNGOverINTx(t *testing.T) {
@@ -709,7 +760,7 @@ func TestAccessWidths(t *testing.T) {
 	assert.EqualValues(t, 0, r.mmioRead(r.common(0x3A), 8))
 	// The ISR only at its byte; notify reads 0.
 	assert.Zero(t, r.mmioRead(r.structure(capISRCfg)+1, 4))
-	assert.Zero(t, r.mmioRead(r.structure(capNotifyCfg), 4))
+	assert.Zero(t, r.mmioRead(r.barAddr+uint64(r.notifyCaps[1].offset), 4))
 }
 
 func TestQueueRegistersFreezeOnceEnabled(t *testing.T) {
@@ -774,8 +825,9 @@ func TestPCICfgWindow(t *testing.T) {
 		{0, common.offset + commonStatus, 3},
 		{0, common.offset + commonStatus, 8},
 		{0, common.offset + commonStatus, 0},
-		{1, common.offset + commonStatus, 1},
+		{2, common.offset + commonStatus, 1},
 		{0, 0xFFFF_FFFC, 4},
+		{1, 4, 2}, // past the notify port's I/O BAR
 	} {
 		access(bad.bar, bad.off, bad.n)
 		r.cfgWrite(cap+capCfgData, 4, 0)
@@ -797,12 +849,15 @@ func TestPCICfgWindow(t *testing.T) {
 	assert.False(t, r.intx().Level())
 	assert.Zero(t, r.cfgRead(cap+capCfgData, 1))
 
-	// A notify write through the window kicks the queue.
-	access(0, r.caps[capNotifyCfg].offset, 2)
-	r.cfgWrite(cap+capCfgData, 2, 0)
-	n, err := dev.activation().Queues[0].Kick.Wait()
-	require.NoError(t, err)
-	assert.EqualValues(t, 1, n)
+	// A notify write through the window kicks the queue, whichever
+	// notify structure it reaches.
+	for _, c := range r.notifyCaps {
+		access(c.bar, c.offset, 2)
+		r.cfgWrite(cap+capCfgData, 2, 0)
+		n, err := dev.activation().Queues[0].Kick.Wait()
+		require.NoError(t, err)
+		assert.EqualValues(t, 1, n, "through BAR %d", c.bar)
+	}
 }
 
 func TestClose(t *testing.T) {

@@ -12,7 +12,7 @@
 #   1. find the PCI function            PCI Local Bus Specification 3.0 §3.2.2.3.2,
 #                                       virtio 1.2 §4.1.2 (vendor 1AF4h, device 1044h)
 #   2. find the virtio structures       virtio 1.2 §4.1.4 (vendor-specific capabilities)
-#   3. read BAR 0, enable decoding      PCI 3.0 §6.2.2 (Command), §6.2.5.1 (BARs)
+#   3. read the BARs, enable decoding   PCI 3.0 §6.2.2 (Command), §6.2.5.1 (BARs)
 #   4. initialise the device            virtio 1.2 §3.1.1 (driver requirements: device
 #                                       initialization), registers from §4.1.4.3
 #   5. set up virtqueue 0               virtio 1.2 §2.7 (split virtqueues), §4.1.5.1.3
@@ -30,9 +30,11 @@
 # Exits: every PCI configuration access is port I/O at CF8h/CFCh and every
 # access to the virtio registers is MMIO: KVM_EXIT_IO and KVM_EXIT_MMIO
 # exits that govmm handles. The notification (step 6) is the exception:
-# govmm registers the notify address with KVM as an ioeventfd, so the
+# govmm registers the notify register with KVM as an ioeventfd, so the
 # guest's write only signals an eventfd that govmm's device goroutine waits
-# on, and the vCPU does not leave the kernel. The device then writes the
+# on, and the vCPU does not leave the kernel. govmm offers that register
+# twice, as an I/O port and as a memory address, and lists the port first;
+# this driver, like Linux's, takes the first. The device then writes the
 # buffer and the used ring straight into guest RAM: no exit either.
 #
 # Build: as --64 -o virtio-rng.o virtio-rng.S
@@ -78,6 +80,7 @@
 .equ PCI_BAR0,           0x10    # six Base Address Registers, 10h-24h
 .equ PCI_CAP_PTR,        0x34    # Capabilities Pointer (7:0)
 .equ PCI_STATUS_CAP_LIST, 1 << (16 + 4)  # Status bit 4, seen in the dword at 04h
+.equ PCI_CMD_IO,         1 << 0  # I/O Space: decode the I/O BARs
 .equ PCI_CMD_MEMORY,     1 << 1  # Memory Space: decode the memory BARs
 .equ PCI_CMD_MASTER,     1 << 2  # Bus Master: the device may access RAM (DMA)
 .equ PCI_CMD_INTX_OFF,   1 << 10 # Interrupt Disable: no INTx#, this driver polls
@@ -85,6 +88,7 @@
 .equ PCI_BAR_TYPE,       3 << 1  # BAR bits 2:1: the memory BAR's type
 .equ PCI_BAR_64,         2 << 1  # 10b: a 64-bit memory BAR
 .equ PCI_BAR_FLAGS,      0xF     # the low 4 bits of a memory BAR are flags
+.equ PCI_BAR_IO_FLAGS,   0x3     # the low 2 bits of an I/O BAR are flags
 .equ PCI_CAP_ID_VNDR,    0x09    # vendor-specific capability (PCI Code and ID Assignment)
 
 # virtio over PCI (virtio 1.2 §4.1.2): vendor 1AF4h, device 1040h + virtio
@@ -319,10 +323,11 @@ caps_done:
 # ------------------------------------------------------------------------
 # Step 3: the BARs. Firmware assigns every BAR an address before the OS
 # runs (govmm does when it builds the machine); bar_address reads it back.
-# A BAR decodes only while the Command register's Memory Space bit is set:
-# govmm maps it, on its MMIO bus and as KVM ioeventfds, while the bit is
-# on. Firmware usually sets it already; a driver makes sure, and also
-# enables Bus Master, without which a device may not read or write RAM.
+# A memory BAR decodes only while the Command register's Memory Space bit
+# is set, an I/O BAR while its I/O Space bit is: govmm maps them, on its
+# MMIO or port bus and as KVM ioeventfds, while the bit is on. Firmware
+# usually sets them already; a driver makes sure, and also enables Bus
+# Master, without which a device may not read or write RAM.
 # ------------------------------------------------------------------------
     movzx eax, byte ptr [common_bar]
     call bar_address
@@ -331,7 +336,7 @@ caps_done:
     movzx eax, byte ptr [notify_bar]
     cmp al, [common_bar]
     je 1f
-    call bar_address                    # a second BAR: print it too
+    call notify_bar_address             # a second BAR: print it too
     jmp 2f
 1:  call bar_address_quiet
 2:  add eax, [notify_offset]
@@ -339,7 +344,7 @@ caps_done:
 
     lea eax, [ebx + PCI_COMMAND]
     call pci_read32
-    or ax, PCI_CMD_MEMORY | PCI_CMD_MASTER | PCI_CMD_INTX_OFF
+    or ax, PCI_CMD_IO | PCI_CMD_MEMORY | PCI_CMD_MASTER | PCI_CMD_INTX_OFF
     mov cx, ax
     lea eax, [ebx + PCI_COMMAND]
     call pci_write16                    # only the Command half: Status bits are write-1-to-clear
@@ -448,10 +453,18 @@ caps_done:
     mov word ptr [VQ_AVAIL + AVAIL_RING + 0 * 2], 0     # ring[0] = descriptor 0
     mov word ptr [VQ_AVAIL + AVAIL_IDX], 1
     # Notify the device: write the queue's index, 16 bits, to its notify
-    # address (§4.1.5.2). KVM matches the address against govmm's
-    # ioeventfd and signals it without leaving the kernel.
-    mov edi, [notify_address]
-    mov word ptr [edi], 0
+    # register (§4.1.5.2): an OUT if it is a port, a store if it is an
+    # address. KVM matches the write against govmm's ioeventfd (for the
+    # port, one per queue, each waiting for its queue's index) and
+    # signals it without leaving the kernel.
+    mov edx, [notify_address]
+    xor eax, eax                        # queue 0
+    cmp byte ptr [notify_is_port], 0
+    je 1f
+    out dx, ax
+    jmp 2f
+1:  mov word ptr [edx], ax
+2:
 
 # ------------------------------------------------------------------------
 # Step 7: wait for the device to return the buffer: it writes the bytes,
@@ -614,6 +627,43 @@ unassigned_bar:
     mov esi, offset err_unassigned
     jmp fail
 
+# notify_bar_address is bar_address for the notify structure's BAR, which
+# may also be an I/O BAR: then EAX is its first port (bits 1:0 of an I/O
+# BAR are flags, PCI 3.0 §6.2.5.1) and notify_is_port is set. An OUT
+# exits with the port, width and value already decoded by the CPU (AMD APM
+# Vol. 2 §15.10.2, Intel SDM Vol. 3C §28.2.1), where a store to MMIO can
+# leave the hypervisor to decode the instruction: that is why a device may
+# prefer a port for its busiest register (virtio 1.2 §4.1.4.1).
+notify_bar_address:
+    push eax
+    lea eax, [ebx + PCI_BAR0 + eax * 4]
+    call pci_read32
+    test al, PCI_BAR_IO
+    pop eax
+    jz bar_address                      # a memory BAR
+    push eax
+    mov esi, offset msg_bar
+    call puts
+    mov eax, [esp]
+    add al, '0'
+    call putc
+    pop eax
+    lea eax, [ebx + PCI_BAR0 + eax * 4]
+    call pci_read32
+    and eax, ~PCI_BAR_IO_FLAGS
+    jz unassigned_bar
+    mov byte ptr [notify_is_port], 1
+    push eax
+    mov esi, offset msg_bar_port
+    call puts
+    mov eax, [esp]
+    mov ecx, 4
+    call print_hex
+    mov esi, offset crlf
+    call puts
+    pop eax
+    ret
+
 # print_bar_name prints "BARn+0x" for the BAR index in AL.
 print_bar_name:
     push eax
@@ -693,13 +743,14 @@ puts:
 
 common_bar:         .byte 0xFF      # FFh until the capability is found
 notify_bar:         .byte 0xFF
+notify_is_port:     .byte 0         # 1: notify_address is an I/O port
     .balign 4
 common_offset:      .long 0
 notify_offset:      .long 0
 notify_multiplier:  .long 0
 common_cfg:         .long 0         # address of struct virtio_pci_common_cfg
 notify_base:        .long 0         # address of the notification area
-notify_address:     .long 0         # queue 0's notify register
+notify_address:     .long 0         # queue 0's notify register: address or port
 
 msg_hello:      .asciz "virtio-rng lesson, in 32-bit protected mode\r\n"
 msg_pci:        .asciz "PCI 00:"
@@ -710,6 +761,7 @@ msg_multiplier: .asciz ", notify_off_multiplier 0x"
 msg_bar:        .asciz "BAR"
 msg_plus:       .asciz "+0x"
 msg_bar_equals: .asciz " = 0x"
+msg_bar_port:   .asciz " = port 0x"
 msg_features:   .asciz "features: VIRTIO_F_VERSION_1 offered; FEATURES_OK accepted\r\n"
 msg_queue:      .asciz "queue 0: max size 0x"
 msg_queue_size: .asciz ", using 8"
