@@ -166,7 +166,7 @@ var virtioRNGOutput = regexp.MustCompile(`^` +
 // configuration: 12 to initialise the device (§3.1.1 steps 1-6), 12 to set
 // up queue 0 and set DRIVER_OK, and 1 to reset the device at the end. Each
 // is one KVM_EXIT_MMIO. The notification is not among them: govmm puts an
-// ioeventfd on the notify address, so that write stays inside KVM.
+// ioeventfd on the notify port, so that write stays inside KVM.
 const virtioMMIOExits = 12 + 12 + 1
 
 // TestVirtioRNG runs the virtio-rng lesson. It needs a machine with
