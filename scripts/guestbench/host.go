@@ -5,6 +5,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -211,7 +212,7 @@ func (cfg *hostConfig) once(c *vmmCase, run int) (*session, error) {
 		return nil, withConsole(fmt.Errorf("the VMM exited (%v) before its guest called in", err))
 	}
 	defer conn.Close()
-	s, serr := cfg.serve(conn)
+	s, serr := cfg.serve(conn, cmd.Process.Pid)
 	if serr != nil {
 		// The guest stopped answering while its VMM may still run:
 		// leave evidence of which side is stuck before it is killed.
@@ -248,8 +249,9 @@ func (cfg *hostConfig) once(c *vmmCase, run int) (*session, error) {
 	return s, nil
 }
 
-// serve speaks the control protocol with one guest.
-func (cfg *hostConfig) serve(conn net.Conn) (*session, error) {
+// serve speaks the control protocol with one guest, whose VMM is process
+// vmm.
+func (cfg *hostConfig) serve(conn net.Conn, vmm int) (*session, error) {
 	r := bufio.NewReader(conn)
 	// Generous: a phase runs -seconds, plus whatever a slow guest needs.
 	deadline := func() {
@@ -296,6 +298,8 @@ func (cfg *hostConfig) serve(conn net.Conn) (*session, error) {
 			var allBefore map[string]uint64
 			if cfg.detail {
 				allBefore = readAllCounters(cfg.kvmStats)
+				addProcCounters(allBefore, "vmm_", vmm)
+				addProcCounters(allBefore, "bench_", os.Getpid())
 			}
 			if err := send("go"); err != nil {
 				return nil, err
@@ -308,6 +312,8 @@ func (cfg *hostConfig) serve(conn net.Conn) (*session, error) {
 			var allAfter map[string]uint64
 			if cfg.detail {
 				allAfter = readAllCounters(cfg.kvmStats)
+				addProcCounters(allAfter, "vmm_", vmm)
+				addProcCounters(allAfter, "bench_", os.Getpid())
 			}
 			name, kvs, _ := strings.Cut(strings.TrimPrefix(line, "end "), " ")
 			if !strings.HasPrefix(line, "end ") || name != rest {
@@ -471,6 +477,61 @@ func readAllCounters(dir string) map[string]uint64 {
 		}
 	}
 	return m
+}
+
+// clockTicksPerSecond is USER_HZ, the unit of utime and stime in
+// /proc/PID/stat (proc(5)): 100 on every Linux architecture Go supports.
+const clockTicksPerSecond = 100
+
+// addProcCounters adds to m, for -detail, what process pid has cost the
+// machine so far, each under prefix: user_us and sys_us, its threads' CPU
+// time in microseconds (/proc/PID/stat fields 14 and 15), and vol_cs and
+// invol_cs, its threads' voluntary and involuntary context switches
+// (/proc/PID/task/*/status). Under the test bed's few, oversubscribed
+// CPUs, what the VMM spends there is taken from the guest and the
+// benchmark's receiver. What cannot be read is left out.
+func addProcCounters(m map[string]uint64, prefix string, pid int) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err == nil {
+		// The command name, field 2, is in parentheses and may hold
+		// spaces: count fields from after its closing one (field 3).
+		if i := bytes.LastIndexByte(b, ')'); i >= 0 {
+			f := strings.Fields(string(b[i+1:]))
+			const utime, stime = 14 - 3, 15 - 3
+			if len(f) > stime {
+				u, _ := strconv.ParseUint(f[utime], 10, 64)
+				s, _ := strconv.ParseUint(f[stime], 10, 64)
+				m[prefix+"user_us"] = u * 1e6 / clockTicksPerSecond
+				m[prefix+"sys_us"] = s * 1e6 / clockTicksPerSecond
+			}
+		}
+	}
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return
+	}
+	var vol, invol uint64
+	for _, t := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, t.Name()))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			k, v, ok := strings.Cut(line, ":")
+			if !ok {
+				continue
+			}
+			n, _ := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			switch k {
+			case "voluntary_ctxt_switches":
+				vol += n
+			case "nonvoluntary_ctxt_switches":
+				invol += n
+			}
+		}
+	}
+	m[prefix+"vol_cs"] = vol
+	m[prefix+"invol_cs"] = invol
 }
 
 // printDetail prints, on one line, each counter that moved during a phase,

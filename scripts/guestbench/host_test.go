@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -65,5 +66,35 @@ func TestInetChecksum(t *testing.T) {
 	msg[2], msg[3] = byte(c>>8), byte(c)
 	if got := inetChecksum(msg); got != 0 {
 		t.Errorf("checksum over a checksummed message = %#04x, want 0", got)
+	}
+}
+
+// addProcCounters reads this process's own CPU time and context switches,
+// and they only grow.
+func TestAddProcCounters(t *testing.T) {
+	before := map[string]uint64{}
+	addProcCounters(before, "p_", os.Getpid())
+	for _, k := range []string{"p_user_us", "p_sys_us", "p_vol_cs", "p_invol_cs"} {
+		if _, ok := before[k]; !ok {
+			t.Fatalf("no %s in %v", k, before)
+		}
+	}
+	// Burn CPU time, well past a 10 ms clock tick, and sleep (a
+	// voluntary switch).
+	for end := time.Now().Add(50 * time.Millisecond); time.Now().Before(end); {
+	}
+	time.Sleep(10 * time.Millisecond)
+	after := map[string]uint64{}
+	addProcCounters(after, "p_", os.Getpid())
+	if after["p_user_us"]+after["p_sys_us"] <= before["p_user_us"]+before["p_sys_us"] {
+		t.Errorf("CPU time did not grow: %v then %v", before, after)
+	}
+	if after["p_vol_cs"] <= before["p_vol_cs"] {
+		t.Errorf("voluntary switches did not grow: %v then %v", before, after)
+	}
+	empty := map[string]uint64{}
+	addProcCounters(empty, "p_", -1)
+	if len(empty) != 0 {
+		t.Errorf("a missing process gave %v", empty)
 	}
 }
