@@ -484,34 +484,40 @@ func readAllCounters(dir string) map[string]uint64 {
 const clockTicksPerSecond = 100
 
 // addProcCounters adds to m, for -detail, what process pid has cost the
-// machine so far, each under prefix: user_us and sys_us, its threads' CPU
-// time in microseconds (/proc/PID/stat fields 14 and 15), and vol_cs and
-// invol_cs, its threads' voluntary and involuntary context switches
-// (/proc/PID/task/*/status). Under the test bed's few, oversubscribed
-// CPUs, what the VMM spends there is taken from the guest and the
-// benchmark's receiver. What cannot be read is left out.
+// machine so far, each under prefix, from proc(5):
+//   - user_us and sys_us: its threads' CPU time in microseconds
+//     (/proc/PID/stat fields 14 and 15). Linux counts the time a vCPU
+//     thread runs its guest as user time;
+//   - guest_us: of that, the time in the guest (field 43, guest_time);
+//   - nonvcpu_us: the CPU time of its threads that never ran a guest, the
+//     VMM's device and runtime threads: all of it, less that of the threads
+//     that did (/proc/PID/task/TID/stat), which live as long as the VM,
+//     where helper threads may come and go;
+//   - vol_cs and invol_cs: its threads' voluntary and involuntary context
+//     switches (/proc/PID/task/TID/status).
+//
+// Under the test bed's few, oversubscribed CPUs, what the VMM spends is
+// taken from the guest and the benchmark's receiver. What cannot be read
+// is left out.
 func addProcCounters(m map[string]uint64, prefix string, pid int) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err == nil {
-		// The command name, field 2, is in parentheses and may hold
-		// spaces: count fields from after its closing one (field 3).
-		if i := bytes.LastIndexByte(b, ')'); i >= 0 {
-			f := strings.Fields(string(b[i+1:]))
-			const utime, stime = 14 - 3, 15 - 3
-			if len(f) > stime {
-				u, _ := strconv.ParseUint(f[utime], 10, 64)
-				s, _ := strconv.ParseUint(f[stime], 10, 64)
-				m[prefix+"user_us"] = u * 1e6 / clockTicksPerSecond
-				m[prefix+"sys_us"] = s * 1e6 / clockTicksPerSecond
-			}
-		}
+	const utime, stime, guestTime = 14, 15, 43
+	f := statFields(fmt.Sprintf("/proc/%d/stat", pid))
+	if f == nil {
+		return
 	}
+	m[prefix+"user_us"] = f[utime] * 1e6 / clockTicksPerSecond
+	m[prefix+"sys_us"] = f[stime] * 1e6 / clockTicksPerSecond
+	m[prefix+"guest_us"] = f[guestTime] * 1e6 / clockTicksPerSecond
+	total := f[utime] + f[stime]
 	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
 	if err != nil {
 		return
 	}
-	var vol, invol uint64
+	var vol, invol, vcpu uint64
 	for _, t := range tasks {
+		if f := statFields(fmt.Sprintf("/proc/%d/task/%s/stat", pid, t.Name())); f != nil && f[guestTime] != 0 {
+			vcpu += f[utime] + f[stime]
+		}
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, t.Name()))
 		if err != nil {
 			continue
@@ -532,6 +538,33 @@ func addProcCounters(m map[string]uint64, prefix string, pid int) {
 	}
 	m[prefix+"vol_cs"] = vol
 	m[prefix+"invol_cs"] = invol
+	m[prefix+"nonvcpu_us"] = (total - min(vcpu, total)) * 1e6 / clockTicksPerSecond
+}
+
+// statFields parses a /proc stat file into its numeric fields, indexed as
+// proc(5) numbers them from 1 (fields 1 to 3, pid, comm and state, read as
+// 0); nil if it cannot be read or has fewer than 43 fields.
+func statFields(path string) []uint64 {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	// The command name, field 2, is in parentheses and may hold spaces:
+	// count from after its closing one, which field 3 follows.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return nil
+	}
+	rest := strings.Fields(string(b[i+1:]))
+	const first = 3
+	f := make([]uint64, first+len(rest))
+	for j, s := range rest {
+		f[first+j], _ = strconv.ParseUint(s, 10, 64)
+	}
+	if len(f) <= 43 {
+		return nil
+	}
+	return f
 }
 
 // printDetail prints, on one line, each counter that moved during a phase,

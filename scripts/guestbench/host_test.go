@@ -74,7 +74,7 @@ func TestInetChecksum(t *testing.T) {
 func TestAddProcCounters(t *testing.T) {
 	before := map[string]uint64{}
 	addProcCounters(before, "p_", os.Getpid())
-	for _, k := range []string{"p_user_us", "p_sys_us", "p_vol_cs", "p_invol_cs"} {
+	for _, k := range []string{"p_user_us", "p_sys_us", "p_guest_us", "p_nonvcpu_us", "p_vol_cs", "p_invol_cs"} {
 		if _, ok := before[k]; !ok {
 			t.Fatalf("no %s in %v", k, before)
 		}
@@ -88,6 +88,12 @@ func TestAddProcCounters(t *testing.T) {
 	addProcCounters(after, "p_", os.Getpid())
 	if after["p_user_us"]+after["p_sys_us"] <= before["p_user_us"]+before["p_sys_us"] {
 		t.Errorf("CPU time did not grow: %v then %v", before, after)
+	}
+	if after["p_nonvcpu_us"] <= before["p_nonvcpu_us"] {
+		t.Errorf("no vCPU threads here, yet nonvcpu_us did not grow: %v then %v", before, after)
+	}
+	if after["p_guest_us"] != 0 {
+		t.Errorf("guest time without a guest: %v", after)
 	}
 	if after["p_vol_cs"] <= before["p_vol_cs"] {
 		t.Errorf("voluntary switches did not grow: %v then %v", before, after)
