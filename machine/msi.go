@@ -92,7 +92,7 @@ func (r *irqRouting) setMSI(gsi uint32, msg pci.MSIMessage) error {
 // vector's message and an irqfd that raises it.
 type msiVector struct {
 	gsi    uint32
-	irqfd  *eventfd.EventFD
+	irqfd  *eventfd.Notifier
 	msg    pci.MSIMessage
 	routed bool // the GSI's route carries msg
 }
@@ -122,7 +122,7 @@ func (r *msiRouter) UpdateVector(vector int, msg pci.MSIMessage, masked bool) {
 	}
 	v := &r.vectors[vector]
 	if v.irqfd == nil {
-		efd, err := eventfd.New()
+		efd, err := eventfd.NewNotifier()
 		if err != nil {
 			r.routing.log.Warn("MSI-X vector falls back to KVM_SIGNAL_MSI", "device", r.name, "vector", vector, "err", err)
 			return

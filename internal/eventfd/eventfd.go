@@ -3,8 +3,10 @@
 // a queue's notify register (KVM_IOEVENTFD) and raises an interrupt when
 // govmm signals one (KVM_IRQFD), so neither direction stops a vCPU.
 //
-// The descriptor is non-blocking and owned by an *os.File, so Wait parks
-// only the calling goroutine on Go's network poller, not an OS thread.
+// An EventFD's descriptor is non-blocking and owned by an *os.File, so
+// Wait parks only the calling goroutine on Go's network poller, not an OS
+// thread. A Notifier, for an irqfd that govmm only signals, stays out of
+// the poller.
 package eventfd
 
 import (
@@ -12,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -66,3 +69,60 @@ func (e *EventFD) Wait() (uint64, error) {
 // Close releases the descriptor and wakes any Wait with os.ErrClosed.
 // Remove it from KVM first.
 func (e *EventFD) Close() error { return e.f.Close() }
+
+// Notifier is an eventfd that govmm signals and never waits on: an irqfd
+// (KVM_IRQFD), whose counter KVM consumes to raise the interrupt. Unlike
+// an EventFD it is not in Go's network poller. A descriptor there is in
+// the runtime's epoll set, and every signal wakes the thread blocked in
+// epoll_wait, which then finds no goroutine waiting: one wasted thread
+// wakeup per interrupt, costly where CPUs are few.
+type Notifier struct {
+	fd atomic.Int64 // -1 once closed
+}
+
+// NewNotifier creates a Notifier with a zero counter.
+func NewNotifier() (*Notifier, error) {
+	fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	n := &Notifier{}
+	n.fd.Store(int64(fd))
+	return n, nil
+}
+
+// FD returns the descriptor to hand to KVM, or -1 after Close.
+func (n *Notifier) FD() int { return int(n.fd.Load()) }
+
+// Signal adds 1 to the counter. After Close it returns os.ErrClosed.
+// Signal and Close must not run concurrently: a descriptor number can be
+// reused as soon as it is closed.
+func (n *Notifier) Signal() error {
+	fd := int(n.fd.Load())
+	if fd < 0 {
+		return os.ErrClosed
+	}
+	var b [counterSize]byte
+	binary.NativeEndian.PutUint64(b[:], 1)
+	for {
+		_, err := unix.Write(fd, b[:])
+		switch err {
+		case nil, unix.EAGAIN:
+			// EAGAIN: the counter is at its maximum; the interrupt is
+			// raised anyway.
+			return nil
+		case unix.EINTR:
+			continue
+		}
+		return fmt.Errorf("eventfd: %w", err)
+	}
+}
+
+// Close releases the descriptor. Remove it from KVM first.
+func (n *Notifier) Close() error {
+	fd := int(n.fd.Swap(-1))
+	if fd < 0 {
+		return nil
+	}
+	return unix.Close(fd)
+}

@@ -1,12 +1,14 @@
 package eventfd
 
 import (
+	"encoding/binary"
 	"errors"
 	"os"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 )
 
 func TestSignalWait(t *testing.T) {
@@ -49,4 +51,24 @@ func TestCloseWakesWait(t *testing.T) {
 	time.Sleep(10 * time.Millisecond)
 	require.NoError(t, e.Close())
 	require.True(t, errors.Is(<-errc, os.ErrClosed))
+}
+
+// A Notifier counts its signals like any eventfd, for whoever reads it
+// (KVM's irqfd), and refuses them once closed.
+func TestNotifier(t *testing.T) {
+	n, err := NewNotifier()
+	require.NoError(t, err)
+	fd := n.FD()
+	require.Positive(t, fd)
+	require.NoError(t, n.Signal())
+	require.NoError(t, n.Signal())
+	var b [counterSize]byte
+	_, err = unix.Read(fd, b[:])
+	require.NoError(t, err)
+	require.Equal(t, uint64(2), binary.NativeEndian.Uint64(b[:]))
+
+	require.NoError(t, n.Close())
+	require.Equal(t, -1, n.FD())
+	require.ErrorIs(t, n.Signal(), os.ErrClosed)
+	require.NoError(t, n.Close(), "twice")
 }
