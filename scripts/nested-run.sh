@@ -176,6 +176,15 @@ trap 'cleanup; exit 143' TERM
 # The output file exists before QEMU starts, so that tail (started below
 # while the shell may still be setting up QEMU's redirections) can open it.
 : >"$run/out"
+# tsc=reliable: L1's TSC check (check_tsc_sync_source) sees TCG's vCPU
+# threads read the TSC at different moments and calls the TSCs
+# unsynchronized, although every vCPU derives its TSC from the one host
+# clock (QEMU cpu_get_tsc). Left alone, L1 falls back to the HPET: every
+# clock_gettime becomes a system call with an emulated HPET read, which a
+# Go runtime, whose scheduler reads the clock constantly, pays for
+# dearly, and L1's KVM cannot offer its guests a stable kvm-clock
+# (Documentation/virt/kvm/x86/timekeeping.rst).
+tsc_param="tsc=reliable"
 timeout --foreground -k 10 "$timeout_s" \
   qemu-system-x86_64 \
     -nodefaults -nic none \
@@ -187,7 +196,7 @@ timeout --foreground -k 10 "$timeout_s" \
     -virtfs local,path="$GOVMM_ROOT",mount_tag=repo,security_model=none,id=repo \
     ${hostroot_args[@]+"${hostroot_args[@]}"} \
     -kernel "$TESTBED/vmlinuz" -initrd "$TESTBED/initramfs.cpio.gz" \
-    -append "console=ttyS1 panic=-1 quiet loglevel=3 govmm.repo=$GOVMM_ROOT govmm.run=$run_rel$hostroot_param" \
+    -append "console=ttyS1 panic=-1 quiet loglevel=3 $tsc_param govmm.repo=$GOVMM_ROOT govmm.run=$run_rel$hostroot_param" \
     </dev/null 2>"$run/qemu.log" >>"$run/out" &
 qpid=$!
 # COMMAND's output reaches our stdout through a file that tail follows
