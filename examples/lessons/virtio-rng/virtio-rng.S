@@ -578,13 +578,7 @@ pci_write16:
 # machine), so a BAR of 0 means nobody did. BARs above 4 GiB and I/O BARs
 # are not for this 32-bit driver.
 bar_address:
-    push eax
-    mov esi, offset msg_bar
-    call puts
-    mov eax, [esp]
-    add al, '0'
-    call putc
-    pop eax
+    call print_bar
     call bar_address_quiet
     push eax
     mov esi, offset msg_bar_equals
@@ -641,13 +635,7 @@ notify_bar_address:
     test al, PCI_BAR_IO
     pop eax
     jz bar_address                      # a memory BAR
-    push eax
-    mov esi, offset msg_bar
-    call puts
-    mov eax, [esp]
-    add al, '0'
-    call putc
-    pop eax
+    call print_bar
     lea eax, [ebx + PCI_BAR0 + eax * 4]
     call pci_read32
     and eax, ~PCI_BAR_IO_FLAGS
@@ -666,14 +654,20 @@ notify_bar_address:
 
 # print_bar_name prints "BARn+0x" for the BAR index in AL.
 print_bar_name:
+    call print_bar
+    mov esi, offset msg_plus
+    jmp puts
+
+# print_bar prints "BARn" for the BAR index in AL, keeping EAX.
+print_bar:
     push eax
     mov esi, offset msg_bar
     call puts
-    pop eax
+    mov eax, [esp]
     add al, '0'
     call putc
-    mov esi, offset msg_plus
-    jmp puts
+    pop eax
+    ret
 
 # print_hex prints the low ECX (1-8) hexadecimal digits of EAX. The value is
 # first shifted so its top wanted digit is in bits 31:28, then ROL brings
