@@ -125,15 +125,26 @@ func boot(t *testing.T, g guest, action string, extra ...string) bootResult {
 func bootAppend(t *testing.T, g guest, cmdline, action string, extra ...string) bootResult {
 	t.Helper()
 	r, hung := bootOnce(t, g, cmdline, action, extra...)
-	if (hung || !strings.Contains(r.console, "GOVMM_INIT_OK")) && tcgNestedSVM() {
-		t.Logf("the guest did not reach its init (hung: %v, status %d); trying once more, as the test bed loses a boot now and then\nconsole:\n%s\nstderr:\n%s",
-			hung, r.status, tail(r.console), r.stderr)
+	if lostBoot(t, r, hung) {
 		r, hung = bootOnce(t, g, cmdline, action, extra...)
 	}
 	if hung {
 		t.Fatalf("govmm did not finish within %v; it was sent SIGQUIT, and its goroutines are on stderr\nconsole:\n%s\nstderr:\n%s", bootTimeout, tail(r.console), r.stderr)
 	}
 	return r
+}
+
+// lostBoot reports whether a boot should be tried once more: in the test
+// bed only (see bootAppend), when the guest hung or never reached its
+// init. It logs the lost attempt in full.
+func lostBoot(t *testing.T, r bootResult, hung bool) bool {
+	t.Helper()
+	if (hung || !strings.Contains(r.console, "GOVMM_INIT_OK")) && tcgNestedSVM() {
+		t.Logf("the guest did not reach its init (hung: %v, status %d); trying once more, as the test bed loses a boot now and then\nconsole:\n%s\nstderr:\n%s",
+			hung, r.status, tail(r.console), r.stderr)
+		return true
+	}
+	return false
 }
 
 // bootOnce runs govmm once; hung reports that it did not end within

@@ -130,6 +130,17 @@ func (v *vm) waitFor(marker string, d time.Duration) bool {
 
 // wait waits for govmm to end and returns the run like boot does.
 func (v *vm) wait() bootResult {
+	v.t.Helper()
+	r, hung := v.result()
+	if hung {
+		v.t.Fatalf("govmm did not finish within %v\nconsole:\n%s\nstderr:\n%s", bootTimeout, tail(r.console), r.stderr)
+	}
+	return r
+}
+
+// result is wait that reports a run killed at bootTimeout as hung
+// instead of failing the test.
+func (v *vm) result() (r bootResult, hung bool) {
 	t := v.t
 	t.Helper()
 	select {
@@ -140,18 +151,18 @@ func (v *vm) wait() bootResult {
 				bootTimeout, killGrace, tail(v.console.String()), v.stderr.String())
 		}
 	}
-	r := bootResult{console: v.console.String(), stderr: v.stderr.String(), elapsed: time.Since(v.start)}
+	r = bootResult{console: v.console.String(), stderr: v.stderr.String(), elapsed: time.Since(v.start)}
 	var ee *exec.ExitError
 	switch {
 	case v.ctx.Err() == context.DeadlineExceeded:
-		t.Fatalf("govmm did not finish within %v\nconsole:\n%s\nstderr:\n%s", bootTimeout, tail(r.console), r.stderr)
+		return r, true
 	case errors.As(v.err, &ee):
 		r.status = ee.ExitCode()
 	case v.err != nil:
 		t.Fatalf("running govmm: %v", v.err)
 	}
 	t.Logf("%s: status %d after %v", v.name, r.status, r.elapsed.Round(time.Millisecond))
-	return r
+	return r, false
 }
 
 // fail ends the test with what the guest and govmm said.
