@@ -266,7 +266,6 @@ type rig struct {
 
 	// What probe finds.
 	caps       map[uint8]capInfo // the first of each type, Linux's choice
-	notifyMul  uint32            // the chosen notify capability's multiplier
 	notifyCaps []notifyCap       // every notify capability, in list order
 	msixCap    uint16
 	tableOff   uint32
@@ -505,10 +504,6 @@ func (r *rig) probe() {
 		require.Contains(t, r.ioBARs, c.bar, "the notify capability's BAR %d is an I/O BAR", c.bar)
 		require.LessOrEqual(t, uint64(c.offset)+uint64(c.length), ioSizes[c.bar], "notify structure inside BAR %d", c.bar)
 	}
-	// Linux takes the first notify capability whose BAR it could assign
-	// (virtio_pci_find_capability): here every BAR got an address.
-	r.notifyMul = r.notifyCaps[0].mul
-
 	r.cfgWrite(regCommand, 2, cmdMemory|cmdIO|cmdBusMaster)
 	_, _, ok := r.mapper.find(barBase)
 	require.True(t, ok, "BAR 0 decodes after enabling memory space")
@@ -601,7 +596,8 @@ func (r *rig) setupQueue(i uint16, size uint16, vector uint16, base uint64, feat
 }
 
 // notify writes queue i's notify address (vp_notify: iowrite16 of the
-// queue index) in the notify structure Linux chose.
+// queue index) in the notify structure Linux chose: the first whose BAR it
+// could assign (virtio_pci_find_capability), and probe assigned every BAR.
 func (r *rig) notify(i uint16) { r.notifyVia(r.notifyCaps[0], i) }
 
 // notifyVia writes queue i's notify address in the structure c describes.
