@@ -37,6 +37,11 @@
 #            half alone, e.g. while govmm has no --disk/--net yet
 #   DETAIL   if set, also print every KVM counter that moved in each phase,
 #            per request (guestbench host -detail)
+#   PHASES   the workloads to run, comma-separated (default all:
+#            seq-write,seq-read,rand-read,tcp-tx,tcp-rx)
+#   GOVMM_B  a second govmm binary to compare with bin/govmm: it runs as the
+#            case "govmm-b", interleaved with the others, with the same
+#            command line (an A/B test of a change; VMMS must include govmm)
 # Needs bin/govmm, the minimal guest and busybox (make bench-io builds them).
 # Results are reported, never asserted.
 set -euo pipefail
@@ -49,6 +54,8 @@ source scripts/lib.sh
 runs=${RUNS:-3}
 phase_s=${SECONDS_PER_PHASE:-5}
 vmms=${VMMS:-govmm qemu}
+phases=${PHASES:-}
+govmm_b=${GOVMM_B:-}
 work_rel=build/bench-io
 tap=gbench0
 mac=52:54:00:00:02:02
@@ -67,6 +74,14 @@ if [[ "${1:-}" != --inside ]]; then
     if ! grep -q -- '--disk' <<<"$help" || ! grep -q -- '--net' <<<"$help"; then
       die "bin/govmm has no --disk/--net options yet, so its half cannot run; VMMS=qemu runs the QEMU half alone"
     fi
+  fi
+  if [[ -n "$govmm_b" ]]; then
+    has_vmm govmm || die "GOVMM_B needs govmm in VMMS"
+    [[ -x "$govmm_b" ]] || die "GOVMM_B: $govmm_b is not an executable file"
+    # The test bed sees the repository at the same path; the binary is
+    # copied from there into L1's tmpfs.
+    [[ "$(realpath "$govmm_b")" == "$PWD"/* ]] || die "GOVMM_B: $govmm_b must lie inside the repository ($PWD)"
+    govmm_b=$(realpath --relative-to=. "$govmm_b")
   fi
   [[ -s build/guests/minimal/bzImage ]] || die "build/guests/minimal/bzImage is missing (scripts/guest-assets.sh minimal)"
 
@@ -97,7 +112,7 @@ EOF
   # ends the run after seven silent minutes instead of an hour.
   exec scripts/nested-run.sh --host-root --cpus 3 --mem 3072 --timeout 3600 --idle-timeout 420 \
     --env RUNS="$runs" --env SECONDS_PER_PHASE="$phase_s" --env VMMS="$vmms" \
-    --env DETAIL="${DETAIL:-}" -- scripts/bench-io.sh --inside
+    --env DETAIL="${DETAIL:-}" --env PHASES="$phases" --env GOVMM_B="$govmm_b" -- scripts/bench-io.sh --inside
 fi
 
 # --- inside: L1 (or a hardware-KVM host) --------------------------------------
@@ -118,6 +133,7 @@ cleanup() {
 trap cleanup EXIT
 cp "$work_rel/guestbench" "$work_rel/rootfs.img" build/guests/minimal/bzImage "$work/"
 has_vmm govmm && cp bin/govmm "$work/"
+[[ -n "$govmm_b" ]] && cp "$govmm_b" "$work/govmm-b"
 # A scratch disk of real pages (fallocate on tmpfs allocates them), so that
 # every read is served from memory alike, written or not.
 fallocate -l 512M "$work/scratch.img"
@@ -140,7 +156,9 @@ ip link set "$tap" up
 append="console=ttyS0 reboot=k panic=-1 loglevel=5 root=/dev/vda rw govmm.run=bench govmm.action=reboot"
 cases=()
 if has_vmm govmm; then
-  cases+=(-case "govmm=$work/govmm boot --kernel $work/bzImage --mem 512M --cpus 1 --disk $work/rootfs.img --disk $work/scratch.img --net tap=$tap,mac=$mac --append '$append'")
+  govmm_args="boot --kernel $work/bzImage --mem 512M --cpus 1 --disk $work/rootfs.img --disk $work/scratch.img --net tap=$tap,mac=$mac --append '$append'"
+  cases+=(-case "govmm=$work/govmm $govmm_args")
+  [[ -n "$govmm_b" ]] && cases+=(-case "govmm-b=$work/govmm-b $govmm_args")
 fi
 if has_vmm qemu; then
   cases+=(-case "qemu=qemu-system-x86_64 -M pc -accel kvm -cpu host -smp 1 -m 512M -nodefaults -no-user-config -display none -serial stdio -no-reboot -kernel $work/bzImage -append '$append' -drive file=$work/rootfs.img,if=none,id=d0,format=raw,cache=writeback,aio=threads -device virtio-blk-pci,drive=d0,num-queues=1 -drive file=$work/scratch.img,if=none,id=d1,format=raw,cache=writeback,aio=threads -device virtio-blk-pci,drive=d1,num-queues=1 -netdev tap,id=n0,ifname=$tap,script=no,downscript=no,vhost=off -device virtio-net-pci,netdev=n0,mac=$mac -device virtio-rng-pci")
@@ -148,6 +166,7 @@ fi
 
 versions="$(uname -r) on $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(nproc) CPUs"
 has_vmm govmm && versions+="; $("$work/govmm" version 2>&1 | head -1)"
+[[ -n "$govmm_b" ]] && versions+="; govmm-b: $("$work/govmm-b" version 2>&1 | head -1)"
 has_vmm qemu && versions+="; $(qemu-system-x86_64 --version | head -1)"
 echo "bench-io: $versions" >&2
 # Every run's console (and, for a run that failed, what the host found
@@ -156,8 +175,11 @@ echo "bench-io: $versions" >&2
 # and the table still prints.
 rm -rf "$work_rel/logs"
 mkdir -p "$work_rel/logs"
+# Ratios are to QEMU; without it, to bin/govmm (for a GOVMM_B A/B test).
+baseline=qemu
+has_vmm qemu || baseline=govmm
 rc=0
 "$work/guestbench" host -runs "$runs" -seconds "$phase_s" -threads 4 \
-  -listen 192.0.2.1 -port 5200 -baseline qemu -logs "$work_rel/logs" ${DETAIL:+-detail} "${cases[@]}" || rc=$?
+  -listen 192.0.2.1 -port 5200 -baseline "$baseline" -logs "$work_rel/logs" ${DETAIL:+-detail} ${phases:+-phases "$phases"} "${cases[@]}" || rc=$?
 echo "bench-io: each run's console is in $work_rel/logs/" >&2
 exit "$rc"

@@ -67,6 +67,10 @@ func guestMain(args []string) int {
 	if seconds <= 0 || threads <= 0 || txPort <= 0 || rxPort <= 0 {
 		return fail(ctl, "bad config %q", cfg)
 	}
+	todo, err := parsePhases(kv["phases"])
+	if err != nil {
+		return fail(ctl, "bad config %q: %v", cfg, err)
+	}
 	d := time.Duration(seconds * float64(time.Second))
 	// Blocking syscalls hold their P; one P per reader (and one to spare)
 	// keeps every reader's request in flight at once instead of waiting
@@ -76,7 +80,7 @@ func guestMain(args []string) int {
 	w := workload{disk: dfd, size: size, d: d, threads: threads,
 		tx: netip.AddrPortFrom(ap.Addr(), uint16(txPort)),
 		rx: netip.AddrPortFrom(ap.Addr(), uint16(rxPort))}
-	for _, p := range phases {
+	for _, p := range todo {
 		ctl.send("begin %s", p)
 		if _, err := ctl.expect("go"); err != nil {
 			return fail(ctl, "%v", err)

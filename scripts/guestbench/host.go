@@ -76,7 +76,8 @@ type hostConfig struct {
 	logDir        string
 	ctl, tx, rx   net.Listener
 	haveCounters  bool
-	detail        bool // print every counter's delta per phase
+	detail        bool     // print every counter's delta per phase
+	phases        []string // the workloads to run, in the order of phases
 	counterMissed string
 }
 
@@ -95,6 +96,7 @@ func hostMain(args []string) int {
 	fs.DurationVar(&cfg.exitTimeout, "exit-timeout", time.Minute, "how long a VMM may take to exit after its guest is done")
 	fs.StringVar(&cfg.logDir, "logs", "", "keep each run's console output in this directory")
 	fs.BoolVar(&cfg.detail, "detail", false, "also print every KVM counter that moved, per request, after each phase")
+	phaseList := fs.String("phases", "", "comma-separated workloads to run (default all: "+strings.Join(phases, ",")+")")
 	fs.Var(&cases, "case", "NAME=COMMAND: a VMM command booting the benchmark guest (repeatable)")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -103,8 +105,12 @@ func hostMain(args []string) int {
 		fmt.Fprintln(os.Stderr, "guestbench host: no -case given")
 		return 2
 	}
-	cfg.txPort, cfg.rxPort = *port+1, *port+2
 	var err error
+	if cfg.phases, err = parsePhases(*phaseList); err != nil {
+		fmt.Fprintf(os.Stderr, "guestbench host: -phases: %v\n", err)
+		return 2
+	}
+	cfg.txPort, cfg.rxPort = *port+1, *port+2
 	if cfg.ctl, err = net.Listen("tcp", net.JoinHostPort(*listen, strconv.Itoa(*port))); err != nil {
 		fmt.Fprintf(os.Stderr, "guestbench host: %v (is the tap up with address %s?)\n", err, *listen)
 		return 1
@@ -283,7 +289,8 @@ func (cfg *hostConfig) serve(conn net.Conn, vmm int) (*session, error) {
 		return nil, fmt.Errorf("want hello from the guest, got %q", hello)
 	}
 	s.hello = strings.TrimPrefix(hello, "hello ")
-	if err := send("config seconds=%g threads=%d tx=%d rx=%d", cfg.seconds, cfg.threads, cfg.txPort, cfg.rxPort); err != nil {
+	if err := send("config seconds=%g threads=%d tx=%d rx=%d phases=%s",
+		cfg.seconds, cfg.threads, cfg.txPort, cfg.rxPort, strings.Join(cfg.phases, ",")); err != nil {
 		return nil, err
 	}
 	for {
@@ -339,7 +346,7 @@ func (cfg *hostConfig) serve(conn net.Conn, vmm int) (*session, error) {
 			}
 		case "done":
 			_ = send("bye")
-			for _, p := range phases {
+			for _, p := range cfg.phases {
 				if s.phases[p] == nil {
 					return nil, fmt.Errorf("the guest skipped %s", p)
 				}
@@ -751,7 +758,7 @@ func report(w io.Writer, cases caseList, baseline string, cfg *hostConfig) {
 	}
 	fmt.Fprintln(w, hdr)
 	fmt.Fprintln(w, sep)
-	for _, p := range phases {
+	for _, p := range cfg.phases {
 		med := map[*vmmCase]float64{}
 		unit := ""
 		row := "| " + phaseTitle[p] + " |"

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -26,7 +27,7 @@ func TestReport(t *testing.T) {
 	a := &vmmCase{name: "govmm", runs: []*session{fakeSession(2), fakeSession(2)}}
 	b := &vmmCase{name: "qemu", runs: []*session{fakeSession(1)}, failures: []string{"run 2: boom\nconsole..."}}
 	var out bytes.Buffer
-	report(&out, caseList{a, b}, "qemu", &hostConfig{seconds: 5, threads: 4, haveCounters: true})
+	report(&out, caseList{a, b}, "qemu", &hostConfig{seconds: 5, threads: 4, haveCounters: true, phases: phases})
 	got := out.String()
 	for _, want := range []string{
 		"| figure | govmm | qemu | govmm/qemu |",
@@ -102,5 +103,21 @@ func TestAddProcCounters(t *testing.T) {
 	addProcCounters(empty, "p_", -1)
 	if len(empty) != 0 {
 		t.Errorf("a missing process gave %v", empty)
+	}
+}
+
+func TestParsePhases(t *testing.T) {
+	all, err := parsePhases("")
+	if err != nil || !slices.Equal(all, phases) {
+		t.Errorf(`parsePhases("") = %v, %v; want every phase`, all, err)
+	}
+	got, err := parsePhases("tcp-rx,seq-write,tcp-rx")
+	if want := []string{"seq-write", "tcp-rx"}; err != nil || !slices.Equal(got, want) {
+		t.Errorf("parsePhases = %v, %v; want %v in the benchmark's order", got, err, want)
+	}
+	for _, bad := range []string{"tcp", "seq-write,", ",", "TCP-TX"} {
+		if _, err := parsePhases(bad); err == nil || !strings.Contains(err.Error(), "unknown phase") {
+			t.Errorf("parsePhases(%q) = %v; want an unknown-phase error", bad, err)
+		}
 	}
 }

@@ -4,7 +4,7 @@
 // It has two halves, one static binary (CGO_ENABLED=0) for both:
 //
 //	guestbench guest [-server 192.0.2.1:5200] [-disk /dev/vdb]
-//	guestbench host -case NAME=COMMAND... [-runs N] [-seconds S] ...
+//	guestbench host -case NAME=COMMAND... [-runs N] [-seconds S] [-phases P,...] ...
 //
 // The host half runs on the machine that runs the VMMs (in the nested test
 // bed: L1). For each run and each case, interleaved, it launches COMMAND — a
@@ -43,6 +43,8 @@ package main
 import (
 	"fmt"
 	"os"
+	"slices"
+	"strings"
 )
 
 func main() {
@@ -64,13 +66,35 @@ func main() {
 // Protocol, one line each way, the guest speaking first:
 //
 //	guest: hello kernel=K cpus=N disk=BYTES
-//	host:  config seconds=S threads=T tx=PORT rx=PORT
+//	host:  config seconds=S threads=T tx=PORT rx=PORT phases=P1,P2,...
 //	guest: begin PHASE            host: go
 //	guest: end PHASE ops=N bytes=B ns=D    host: ok
 //	...
 //	guest: done                   host: bye
 //	guest: error TEXT             (and the guest gives up)
 var phases = []string{"seq-write", "seq-read", "rand-read", "tcp-tx", "tcp-rx"}
+
+// parsePhases checks a comma-separated list of phases; the empty list
+// means all of them. The result keeps the order of phases.
+func parsePhases(list string) ([]string, error) {
+	if list == "" {
+		return phases, nil
+	}
+	want := map[string]bool{}
+	for _, p := range strings.Split(list, ",") {
+		if !slices.Contains(phases, p) {
+			return nil, fmt.Errorf("unknown phase %q (want some of %s)", p, strings.Join(phases, ","))
+		}
+		want[p] = true
+	}
+	var out []string
+	for _, p := range phases {
+		if want[p] {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
 
 const (
 	seqBlock  = 1 << 20 // bytes per sequential request
