@@ -6,16 +6,18 @@
 // An EventFD's descriptor is non-blocking and owned by an *os.File, so
 // Wait parks only the calling goroutine on Go's network poller, not an OS
 // thread. A Notifier, for an irqfd that govmm only signals, stays out of
-// the poller.
+// the poller. Both read and write their counters with internal/nbio, as
+// calls on a non-blocking eventfd cannot block.
 package eventfd
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"os"
 	"sync/atomic"
+	"syscall"
 
+	"github.com/govmm/govmm/internal/nbio"
 	"golang.org/x/sys/unix"
 )
 
@@ -28,7 +30,11 @@ const counterSize = 8
 // concurrent use.
 type EventFD struct {
 	f  *os.File
+	rc syscall.RawConn // f's descriptor, for the calls through nbio
 	fd int
+	// closed is set by Close: the poller's error for a closed file is
+	// not os.ErrClosed when it comes through a RawConn.
+	closed atomic.Bool
 }
 
 // New creates an eventfd with a zero counter.
@@ -37,7 +43,21 @@ func New() (*EventFD, error) {
 	if err != nil {
 		return nil, fmt.Errorf("eventfd: %w", err)
 	}
-	return &EventFD{f: os.NewFile(uintptr(fd), "eventfd"), fd: fd}, nil
+	f := os.NewFile(uintptr(fd), "eventfd")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	return &EventFD{f: f, rc: rc, fd: fd}, nil
+}
+
+// fileError translates an error of the RawConn.
+func (e *EventFD) fileError(err error) error {
+	if e.closed.Load() {
+		return os.ErrClosed
+	}
+	return fmt.Errorf("eventfd: %w", err)
 }
 
 // FD returns the descriptor to hand to KVM. It stays valid until Close.
@@ -47,28 +67,48 @@ func (e *EventFD) FD() int { return e.fd }
 func (e *EventFD) Signal() error {
 	var b [counterSize]byte
 	binary.NativeEndian.PutUint64(b[:], 1)
-	_, err := e.f.Write(b[:])
-	if errors.Is(err, unix.EAGAIN) {
-		// The counter is at its maximum (0xFFFFFFFFFFFFFFFE): the waiter
-		// has not run for 2^64 signals, and it will wake anyway.
-		return nil
+	var errno unix.Errno
+	err := e.rc.Write(func(fd uintptr) bool {
+		_, errno = nbio.Write(fd, b[:])
+		// Never wait for room: EAGAIN means the counter is at its
+		// maximum (0xFFFFFFFFFFFFFFFE), so the waiter has not run for
+		// 2^64 signals, and it will wake anyway.
+		return true
+	})
+	if err != nil {
+		return e.fileError(err)
 	}
-	return err
+	if errno != 0 && errno != unix.EAGAIN {
+		return fmt.Errorf("eventfd: write: %w", errno)
+	}
+	return nil
 }
 
 // Wait blocks until the counter is non-zero and returns its value,
 // resetting it to 0. After Close it returns os.ErrClosed.
 func (e *EventFD) Wait() (uint64, error) {
 	var b [counterSize]byte
-	if _, err := e.f.Read(b[:]); err != nil {
-		return 0, err
+	var errno unix.Errno
+	err := e.rc.Read(func(fd uintptr) bool {
+		_, errno = nbio.Read(fd, b[:])
+		// EAGAIN: the counter is 0; the poller waits until it is not.
+		return errno != unix.EAGAIN
+	})
+	if err != nil {
+		return 0, e.fileError(err)
+	}
+	if errno != 0 {
+		return 0, fmt.Errorf("eventfd: read: %w", errno)
 	}
 	return binary.NativeEndian.Uint64(b[:]), nil
 }
 
 // Close releases the descriptor and wakes any Wait with os.ErrClosed.
 // Remove it from KVM first.
-func (e *EventFD) Close() error { return e.f.Close() }
+func (e *EventFD) Close() error {
+	e.closed.Store(true)
+	return e.f.Close()
+}
 
 // Notifier is an eventfd that govmm signals and never waits on: an irqfd
 // (KVM_IRQFD), whose counter KVM consumes to raise the interrupt. Unlike
@@ -104,16 +144,12 @@ func (n *Notifier) Signal() error {
 	}
 	var b [counterSize]byte
 	binary.NativeEndian.PutUint64(b[:], 1)
-	for {
-		_, err := unix.Write(fd, b[:])
-		switch err {
-		case nil, unix.EAGAIN:
-			// EAGAIN: the counter is at its maximum; the interrupt is
-			// raised anyway.
-			return nil
-		case unix.EINTR:
-			continue
-		}
+	switch _, err := nbio.Write(uintptr(fd), b[:]); err {
+	case 0, unix.EAGAIN:
+		// EAGAIN: the counter is at its maximum; the interrupt is
+		// raised anyway.
+		return nil
+	default:
 		return fmt.Errorf("eventfd: %w", err)
 	}
 }

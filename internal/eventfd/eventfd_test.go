@@ -72,3 +72,12 @@ func TestNotifier(t *testing.T) {
 	require.ErrorIs(t, n.Signal(), os.ErrClosed)
 	require.NoError(t, n.Close(), "twice")
 }
+
+func TestSignalAfterClose(t *testing.T) {
+	e, err := New()
+	require.NoError(t, err)
+	require.NoError(t, e.Close())
+	require.ErrorIs(t, e.Signal(), os.ErrClosed)
+	_, err = e.Wait()
+	require.ErrorIs(t, err, os.ErrClosed)
+}

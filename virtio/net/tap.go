@@ -23,6 +23,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/govmm/govmm/internal/nbio"
 	"github.com/govmm/govmm/virtio"
 )
 
@@ -337,21 +338,18 @@ func (t *Tap) ReadPacket(bufs [][]byte, idle func()) (int, error) {
 // readv is the poller's callback for ReadPacket: it returns false to wait
 // until the file is readable, after telling the device it is idle.
 func (t *Tap) readv(fd uintptr) bool {
-	for {
-		n, _, e := unix.Syscall(unix.SYS_READV, fd, uintptr(unsafe.Pointer(&t.rdIov[0])), uintptr(len(t.rdIov)))
-		switch e {
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			// No packet queued. The poller waits for the next one.
-			if t.rdIdle != nil {
-				t.rdIdle()
-			}
-			return false
+	// The tap is non-blocking, so the call goes through nbio (see there
+	// why that matters).
+	n, e := nbio.Readv(fd, t.rdIov)
+	if e == unix.EAGAIN {
+		// No packet queued. The poller waits for the next one.
+		if t.rdIdle != nil {
+			t.rdIdle()
 		}
-		t.rdN, t.rdErr = int(n), e
-		return true
+		return false
 	}
+	t.rdN, t.rdErr = n, e
+	return true
 }
 
 // WritePacket implements Backend with one writev(2): the kernel builds a
@@ -376,17 +374,12 @@ func (t *Tap) WritePacket(bufs [][]byte) error {
 // block in practice (its socket's send buffer is unlimited unless
 // TUNSETSNDBUF); if it ever would, the poller waits until it can.
 func (t *Tap) writev(fd uintptr) bool {
-	for {
-		_, _, e := unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&t.wrIov[0])), uintptr(len(t.wrIov)))
-		switch e {
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			return false
-		}
-		t.wrErr = e
-		return true
+	_, e := nbio.Writev(fd, t.wrIov)
+	if e == unix.EAGAIN {
+		return false
 	}
+	t.wrErr = e
+	return true
 }
 
 // appendIovecs appends an iovec for each non-empty buffer.
