@@ -55,7 +55,8 @@ bench: build guests
 	scripts/bench-boot.sh
 
 # virtio-blk and virtio-net throughput and VM exits, govmm against QEMU
-# (VMMS=qemu for the QEMU half alone).
+# (VMMS=qemu for the QEMU half alone, PHASES=tcp-tx,... for some workloads,
+# GOVMM_B=path for a second govmm build; see scripts/bench-io.sh).
 bench-io: build guests
 	scripts/bench-io.sh
 
