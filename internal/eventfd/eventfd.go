@@ -14,6 +14,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
+	"sync"
 	"sync/atomic"
 	"syscall"
 
@@ -25,6 +26,13 @@ import (
 // a uint64 in host byte order (eventfd(2)).
 const counterSize = 8
 
+// signalValue is what every Signal writes: 1, as the counter's uint64.
+// Nothing writes to it; the calls only read it.
+var signalValue = func() (b [counterSize]byte) {
+	binary.NativeEndian.PutUint64(b[:], 1)
+	return b
+}()
+
 // EventFD is an eventfd counter. Signal adds 1; Wait blocks until the
 // counter is non-zero, then returns it and resets it to 0. It is safe for
 // concurrent use.
@@ -35,6 +43,15 @@ type EventFD struct {
 	// closed is set by Close: the poller's error for a closed file is
 	// not os.ErrClosed when it comes through a RawConn.
 	closed atomic.Bool
+
+	// The Wait in progress keeps its buffer and result here, and its
+	// callback is bound once, so that a Wait allocates nothing (a closure
+	// handed to the RawConn would escape, and it runs on every kick).
+	// waitMu gives them to one Wait at a time.
+	waitMu  sync.Mutex
+	waitBuf [counterSize]byte
+	waitErr unix.Errno
+	waitFn  func(fd uintptr) bool // e.read
 }
 
 // New creates an eventfd with a zero counter.
@@ -49,7 +66,9 @@ func New() (*EventFD, error) {
 		f.Close()
 		return nil, fmt.Errorf("eventfd: %w", err)
 	}
-	return &EventFD{f: f, rc: rc, fd: fd}, nil
+	e := &EventFD{f: f, rc: rc, fd: fd}
+	e.waitFn = e.read
+	return e, nil
 }
 
 // fileError translates an error of the RawConn.
@@ -65,42 +84,40 @@ func (e *EventFD) FD() int { return e.fd }
 
 // Signal adds 1 to the counter, waking a goroutine blocked in Wait.
 func (e *EventFD) Signal() error {
-	var b [counterSize]byte
-	binary.NativeEndian.PutUint64(b[:], 1)
-	var errno unix.Errno
-	err := e.rc.Write(func(fd uintptr) bool {
-		_, errno = nbio.Write(fd, b[:])
-		// Never wait for room: EAGAIN means the counter is at its
-		// maximum (0xFFFFFFFFFFFFFFFE), so the waiter has not run for
-		// 2^64 signals, and it will wake anyway.
-		return true
-	})
-	if err != nil {
+	if err := e.rc.Write(writeSignal); err != nil {
 		return e.fileError(err)
 	}
-	if errno != 0 && errno != unix.EAGAIN {
-		return fmt.Errorf("eventfd: write: %w", errno)
-	}
 	return nil
+}
+
+// writeSignal is Signal's callback. It never waits for room: EAGAIN means
+// the counter is at its maximum (0xFFFFFFFFFFFFFFFE), so the waiter has not
+// run for 2^64 signals, and it will wake anyway. No other error can come
+// from writing 1 to an open eventfd (eventfd(2)).
+func writeSignal(fd uintptr) bool {
+	_, _ = nbio.Write(fd, signalValue[:])
+	return true
 }
 
 // Wait blocks until the counter is non-zero and returns its value,
 // resetting it to 0. After Close it returns os.ErrClosed.
 func (e *EventFD) Wait() (uint64, error) {
-	var b [counterSize]byte
-	var errno unix.Errno
-	err := e.rc.Read(func(fd uintptr) bool {
-		_, errno = nbio.Read(fd, b[:])
-		// EAGAIN: the counter is 0; the poller waits until it is not.
-		return errno != unix.EAGAIN
-	})
-	if err != nil {
+	e.waitMu.Lock()
+	defer e.waitMu.Unlock()
+	if err := e.rc.Read(e.waitFn); err != nil {
 		return 0, e.fileError(err)
 	}
-	if errno != 0 {
-		return 0, fmt.Errorf("eventfd: read: %w", errno)
+	if e.waitErr != 0 {
+		return 0, fmt.Errorf("eventfd: read: %w", e.waitErr)
 	}
-	return binary.NativeEndian.Uint64(b[:]), nil
+	return binary.NativeEndian.Uint64(e.waitBuf[:]), nil
+}
+
+// read is Wait's callback: EAGAIN means the counter is 0, and the poller
+// waits until it is not.
+func (e *EventFD) read(fd uintptr) bool {
+	_, e.waitErr = nbio.Read(fd, e.waitBuf[:])
+	return e.waitErr != unix.EAGAIN
 }
 
 // Close releases the descriptor and wakes any Wait with os.ErrClosed.
@@ -142,9 +159,7 @@ func (n *Notifier) Signal() error {
 	if fd < 0 {
 		return os.ErrClosed
 	}
-	var b [counterSize]byte
-	binary.NativeEndian.PutUint64(b[:], 1)
-	switch _, err := nbio.Write(uintptr(fd), b[:]); err {
+	switch _, err := nbio.Write(uintptr(fd), signalValue[:]); err {
 	case 0, unix.EAGAIN:
 		// EAGAIN: the counter is at its maximum; the interrupt is
 		// raised anyway.

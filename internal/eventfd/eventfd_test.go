@@ -81,3 +81,42 @@ func TestSignalAfterClose(t *testing.T) {
 	_, err = e.Wait()
 	require.ErrorIs(t, err, os.ErrClosed)
 }
+
+// A kick (Signal, then the worker's Wait) and an interrupt (a Notifier's
+// Signal) happen for every batch of virtqueue work: they must not
+// allocate.
+func TestSignalAndWaitDoNotAllocate(t *testing.T) {
+	e, err := New()
+	require.NoError(t, err)
+	defer e.Close()
+	allocs := testing.AllocsPerRun(100, func() {
+		_ = e.Signal()
+		_, _ = e.Wait()
+	})
+	require.Zero(t, allocs, "EventFD Signal and Wait")
+
+	n, err := NewNotifier()
+	require.NoError(t, err)
+	defer n.Close()
+	require.Zero(t, testing.AllocsPerRun(100, func() { _ = n.Signal() }), "Notifier.Signal")
+}
+
+// Two goroutines may wait on one EventFD: each signal wakes one of them.
+func TestConcurrentWaits(t *testing.T) {
+	e, err := New()
+	require.NoError(t, err)
+	defer e.Close()
+	got := make(chan uint64, 2)
+	for range 2 {
+		go func() {
+			n, err := e.Wait()
+			if err == nil {
+				got <- n
+			}
+		}()
+	}
+	require.NoError(t, e.Signal())
+	require.Equal(t, uint64(1), <-got)
+	require.NoError(t, e.Signal())
+	require.Equal(t, uint64(1), <-got)
+}
