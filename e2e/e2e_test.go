@@ -177,14 +177,25 @@ func bootOnce(t *testing.T, g guest, cmdline, action string, extra ...string) (r
 	return r, false
 }
 
-// quitForStacks is an exec.Cmd.Cancel that sends SIGQUIT instead of
-// SIGKILL: a Go program then prints every goroutine's stack and exits, so
-// a hung govmm shows whether it was stuck in itself (a deadlock) or waiting
-// in KVM_RUN for a guest that made no progress. exec kills it after
-// WaitDelay if it does not go.
+// quitForStacks is an exec.Cmd.Cancel that first sends SIGUSR2, on which
+// govmm prints each vCPU's state (where it is, halted or not, the local
+// APIC's pending vectors: what a stuck guest is doing), and then SIGQUIT
+// instead of SIGKILL: a Go program then prints every goroutine's stack and
+// exits, so a hung govmm shows whether it was stuck in itself (a deadlock)
+// or waiting in KVM_RUN for a guest that made no progress. exec kills it
+// after WaitDelay if it does not go.
 func quitForStacks(cmd *exec.Cmd) func() error {
-	return func() error { return cmd.Process.Signal(syscall.SIGQUIT) }
+	return func() error {
+		if cmd.Process.Signal(syscall.SIGUSR2) == nil {
+			time.Sleep(inspectWait)
+		}
+		return cmd.Process.Signal(syscall.SIGQUIT)
+	}
 }
+
+// inspectWait is how long govmm gets to print its vCPUs' state: it gives
+// each vCPU 2 s to answer.
+const inspectWait = 3 * time.Second
 
 func tail(s string) string {
 	const keep = 4000

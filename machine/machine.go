@@ -153,6 +153,12 @@ type Machine struct {
 	stopping     atomic.Bool
 	haltCheckGen atomic.Uint64
 
+	// InspectVCPUs: one inspection at a time, numbered by inspectGen;
+	// the vCPUs answer on inspected, which has room for all of them.
+	inspectMu  sync.Mutex
+	inspectGen atomic.Uint64
+	inspected  chan inspectReport
+
 	endOnce sync.Once
 	done    chan struct{}
 	result  Result
@@ -210,7 +216,7 @@ func New(cfg Config) (_ *Machine, err error) {
 	if cfg.Console == nil {
 		cfg.Console = io.Discard
 	}
-	m := &Machine{cfg: cfg, log: cfg.Log, done: make(chan struct{})}
+	m := &Machine{cfg: cfg, log: cfg.Log, done: make(chan struct{}), inspected: make(chan inspectReport, cfg.CPUs)}
 	if m.log == nil {
 		m.log = slog.Default()
 	}

@@ -1,7 +1,9 @@
 package machine
 
 import (
+	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -260,4 +262,39 @@ func TestNewFailsCleanlyLate(t *testing.T) {
 	})
 	assert.Nil(t, m)
 	assert.ErrorContains(t, err, "initrd")
+}
+
+// TestSmokeInspectVCPUs: a machine whose boot CPU spins in "cli; jmp $"
+// and whose second CPU was never started describes both: the boot CPU
+// runnable at the loop with interrupts off, the other still waiting for
+// INIT, each with its registers and local APIC.
+func TestSmokeInspectVCPUs(t *testing.T) {
+	needKVM(t)
+	m, err := New(Config{Kernel: []byte{
+		0xFA,       // cli
+		0xEB, 0xFE, // jmp $
+	}, RealMode: true, MemSize: 64 << 20, CPUs: 2})
+	require.NoError(t, err)
+	defer m.Close()
+	done := make(chan Result, 1)
+	go func() { done <- m.Run() }()
+	defer func() {
+		m.Stop("test")
+		<-done
+	}()
+	// Wait until the boot CPU is in its loop, one byte past the load address.
+	loop := fmt.Sprintf("RIP=%016x", RealModeLoadAddr+1)
+	var out string
+	for deadline := time.Now().Add(smokeTimeout); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		var b strings.Builder
+		m.InspectVCPUs(&b, smokeTimeout)
+		if out = b.String(); strings.Contains(out, loop) {
+			break
+		}
+	}
+	t.Log(out)
+	assert.Contains(t, out, "vCPU 0: runnable, interrupts disabled\n  "+loop)
+	assert.Contains(t, out, "vCPU 1: uninitialized, interrupts")
+	assert.Equal(t, 2, strings.Count(out, "  local APIC: TPR=00 in service [], requested []\n"), "both local APICs idle")
+	assert.NotContains(t, out, "no answer")
 }

@@ -42,6 +42,9 @@ type vcpu struct {
 	// checkGen is the halt-check generation that state belongs to.
 	halted   atomic.Bool
 	checkGen atomic.Uint64
+	// inspectedGen is the last InspectVCPUs request this vCPU answered;
+	// only its goroutine touches it.
+	inspectedGen uint64
 
 	// rec holds this vCPU's exit statistics; only its goroutine
 	// touches it while the machine runs.
@@ -92,10 +95,12 @@ func (v *vcpu) run() {
 		// exit, so they are replayed before it is handled.
 		v.m.drainCoalesced()
 		if errors.Is(err, kvm.ErrInterrupted) {
-			// Kicked: either the machine is stopping (checked by the
-			// loop condition) or the halt watchdog wants a status.
+			// Kicked: the machine is stopping (checked by the loop
+			// condition), the halt watchdog wants a status, or
+			// InspectVCPUs a description.
 			v.ClearImmediateExit()
 			v.reportHaltState()
+			v.answerInspect()
 			continue
 		}
 		if err != nil {

@@ -265,7 +265,7 @@ func (r *runner) run() int {
 	}()
 
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, machine.InspectSignal)
 	defer signal.Stop(sigs)
 	stopWatch := make(chan struct{})
 	defer close(stopWatch)
@@ -284,7 +284,8 @@ func (r *runner) run() int {
 // pvpanic device or the console.
 const panicPoll = 20 * time.Millisecond
 
-// watch ends the run on a signal, a timeout, or a guest panic.
+// watch ends the run on a signal, a timeout, or a guest panic, and
+// describes the vCPUs on machine.InspectSignal.
 func (r *runner) watch(m *machine.Machine, sigs <-chan os.Signal, done <-chan struct{}) {
 	start := time.Now()
 	bootTimeout := r.bootTimeout()
@@ -295,6 +296,11 @@ func (r *runner) watch(m *machine.Machine, sigs <-chan os.Signal, done <-chan st
 		case <-done:
 			return
 		case s := <-sigs:
+			if s == machine.InspectSignal {
+				// A look at a guest that seems stuck; the run goes on.
+				m.InspectVCPUs(r.opts.Stderr, machine.InspectTimeout)
+				continue
+			}
 			r.signal.Store(s)
 			m.Stop("received " + s.String())
 		case <-tick.C:

@@ -164,11 +164,16 @@ func cmdBoot(args []string, stdin *os.File, stdout, stderr io.Writer) (int, erro
 	}
 
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, machine.InspectSignal)
 	defer signal.Stop(sigs)
 	var caught atomic.Value // the os.Signal that stopped the guest
 	go func() {
 		for s := range sigs {
+			if s == machine.InspectSignal {
+				fmt.Fprintf(stderr, "govmm: %s: the vCPUs' state\n", s)
+				m.InspectVCPUs(stderr, machine.InspectTimeout)
+				continue
+			}
 			caught.Store(s)
 			m.Stop("received " + s.String())
 		}
