@@ -197,6 +197,34 @@ func quitForStacks(cmd *exec.Cmd) func() error {
 // each vCPU 2 s to answer.
 const inspectWait = 3 * time.Second
 
+// inspectedCR3 matches a vCPU's header and its CR3 in the state govmm prints
+// on SIGUSR2 (machine.InspectVCPUs).
+var inspectedCR3 = regexp.MustCompile(`(?m)^vCPU (\d+): [^\n]*\n(?:  [^\n]*\n)*?  CR0=[0-9a-f]+ CR2=[0-9a-f]+ CR3=([0-9a-f]+)`)
+
+// cr3Address masks CR3 down to the page-directory base (Intel SDM Vol. 3A
+// §4.5, Table 4-12): bits 51:12; the low bits are flags or the PCID.
+const cr3Address = 0x000F_FFFF_FFFF_F000
+
+// foreignVCPUState looks at the vCPU state govmm printed before it was
+// stopped (stderr) for the test bed's known corruption: a vCPU whose CR3
+// points outside the guest's RAM, mem bytes, all of it below the 32-bit
+// PCI hole. No guest can run like that: each instruction fetch faults.
+// Seen in the nested test bed, where QEMU TCG's emulation of SVM left one
+// of an L2 guest's vCPUs with L1's own registers (RIP in L1's kvm_amd
+// module, CR3 and RSP in L1's memory) and the guest hung. It returns a
+// description of the first such vCPU.
+func foreignVCPUState(stderr string, mem uint64) (string, bool) {
+	for _, m := range inspectedCR3.FindAllStringSubmatch(stderr, -1) {
+		cr3, err := strconv.ParseUint(m[2], 16, 64)
+		if err == nil && cr3&cr3Address >= mem {
+			return fmt.Sprintf("vCPU %s runs with CR3=%#x, outside the guest's %d MiB of RAM: "+
+				"not this guest's state (in the nested test bed, QEMU TCG's SVM has put L1's own registers into an L2 vCPU)",
+				m[1], cr3, mem>>20), true
+		}
+	}
+	return "", false
+}
+
 func tail(s string) string {
 	const keep = 4000
 	if len(s) > keep {

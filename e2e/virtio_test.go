@@ -314,60 +314,69 @@ echo "GUEST_RX_SHA=$(sha256sum </tmp/rx | cut -d' ' -f1)"
 // and read-back, a 16 MiB TCP stream to the host, and 256 KiB from the
 // virtio entropy device. Here the test makes the tap itself, persistent and
 // already addressed, and govmm attaches to it.
+//
+// In the nested test bed this load has twice hung the guest on its first
+// run after L1 booted, and SIGUSR2 showed why: one vCPU ran with L1's own
+// registers (foreignVCPUState), which QEMU TCG's SVM had put there. A run
+// that hangs that way, and only that way, is tried once more.
 func TestVirtioAllBusy(t *testing.T) {
 	need(t, "/dev/net/tun")
-	if tcgNestedSVM() {
-		// In the nested test bed this load (two L2 vCPUs, disk,
-		// network and entropy at once, on an L1 that QEMU TCG emulates
-		// on two host cores) passed about three runs in five; the others
-		// ended in a guest triple fault or froze L1 entirely, QEMU's
-		// guest included in earlier runs. Since L1 keeps time with its
-		// TSC (nested-run.sh, tsc=reliable) it passed 6 runs of 7; the
-		// seventh froze L1 silently. Until that is run down on
-		// hardware-assisted KVM, where this test runs, it would cost
-		// CI runs whole test-bed attempts.
-		t.Skip("flaky in QEMU TCG's nested SVM (guest triple faults and L1 freezes under this load); runs on VMX/SVM hosts")
-	}
 	args := kernelArgs(t, "minimal", false)
-	img := rootfsCopy(t)
 	const netBytes, rngBytes = 16 << 20, 256 << 10
-	addScript(t, img, "busy", netScript+fmt.Sprintf(`
+	const mem = 512 << 20
+	tap := tapName("b")
+	persistentTap(t, tap)
+	hostAddress(t, nil, tap, false)
+	for attempt := 1; ; attempt++ {
+		// Each attempt gets a fresh disk and its own port: a hung
+		// attempt's connection may still be open.
+		port := 7000 + attempt
+		img := rootfsCopy(t)
+		addScript(t, img, "busy", netScript+fmt.Sprintf(`
 echo "RNG_CURRENT=$(cat /sys/class/misc/hw_random/rng_current)"
 ( dd if=/dev/zero of=/root/busy bs=1M count=32 conv=fsync 2>/dev/null &&
   echo 3 >/proc/sys/vm/drop_caches &&
   dd if=/root/busy of=/dev/null bs=1M 2>/dev/null; echo $? >/tmp/disk.rc ) &
 ( head -c %d /dev/hwrng >/tmp/rng; echo $? >/tmp/rng.rc ) &
-( head -c %d /dev/zero | nc 192.0.2.1 7001; echo $? >/tmp/net.rc ) &
+( head -c %d /dev/zero | nc 192.0.2.1 %d; echo $? >/tmp/net.rc ) &
 wait
 for x in disk rng net; do echo "BUSY_${x}_RC=$(cat /tmp/$x.rc)"; done
 echo "RNG_BYTES=$(wc -c </tmp/rng)"
 echo "RNG_GZIP_BYTES=$(gzip -c </tmp/rng | wc -c)"
 rm -f /root/busy
-`, rngBytes, netBytes))
-	tap := tapName("b")
-	persistentTap(t, tap)
-	hostAddress(t, nil, tap, false)
-	received := receiveOne(listenHost(t, 7001))
+`, rngBytes, netBytes, port))
+		received := receiveOne(listenHost(t, port))
 
-	r := startVM(t, "busy", append(args, "--disk", img, "--net", "tap="+tap, "--cpus", "2", "--mem", "512M",
-		"--append", cmdline("reboot", "busy"))...).wait()
-	checkDiskBoot(t, r, 2, "reboot", true)
-	for _, x := range []string{"disk", "rng", "net"} {
-		assert.Equal(t, "0", marker(r.console, "BUSY_"+x+"_RC"), "the %s load's exit status", x)
+		v := startVM(t, "busy", append(args, "--disk", img, "--net", "tap="+tap, "--cpus", "2", "--mem", fmt.Sprint(mem>>20)+"M",
+			"--append", cmdline("reboot", "busy"))...)
+		r, hung := v.result()
+		if hung {
+			why, foreign := foreignVCPUState(r.stderr, mem)
+			if foreign && tcgNestedSVM() && attempt == 1 {
+				t.Logf("attempt %d hung, the test bed's fault: %s; trying once more\nconsole:\n%s", attempt, why, tail(r.console))
+				continue
+			}
+			t.Fatalf("govmm did not finish within %v %s\nconsole:\n%s\nstderr:\n%s", bootTimeout, why, tail(r.console), r.stderr)
+		}
+		checkDiskBoot(t, r, 2, "reboot", true)
+		for _, x := range []string{"disk", "rng", "net"} {
+			assert.Equal(t, "0", marker(r.console, "BUSY_"+x+"_RC"), "the %s load's exit status", x)
+		}
+		assert.True(t, strings.HasPrefix(marker(r.console, "RNG_CURRENT"), "virtio_rng"), "the guest's hwrng is virtio-rng (got %q)", marker(r.console, "RNG_CURRENT"))
+		assert.Equal(t, fmt.Sprint(rngBytes), marker(r.console, "RNG_BYTES"))
+		// Random bytes do not compress; a device returning zeros (or a
+		// short pattern) would.
+		gz, _ := strconv.Atoi(marker(r.console, "RNG_GZIP_BYTES"))
+		assert.Greater(t, gz, rngBytes*9/10, "the entropy device's bytes look random (gzip: %d of %d)", gz, rngBytes)
+		select {
+		case got := <-received:
+			require.NoError(t, got.err)
+			assert.Equal(t, int64(netBytes), got.bytes, "bytes from the guest")
+			assert.Equal(t, sha256Hex(make([]byte, netBytes)), got.sha, "the stream from the guest is intact")
+		case <-time.After(5 * time.Second):
+			t.Errorf("the guest never connected to 192.0.2.1:%d\nconsole:\n%s", port, tail(r.console))
+		}
+		fsck(t, img)
+		return
 	}
-	assert.True(t, strings.HasPrefix(marker(r.console, "RNG_CURRENT"), "virtio_rng"), "the guest's hwrng is virtio-rng (got %q)", marker(r.console, "RNG_CURRENT"))
-	assert.Equal(t, fmt.Sprint(rngBytes), marker(r.console, "RNG_BYTES"))
-	// Random bytes do not compress; a device returning zeros (or a short
-	// pattern) would.
-	gz, _ := strconv.Atoi(marker(r.console, "RNG_GZIP_BYTES"))
-	assert.Greater(t, gz, rngBytes*9/10, "the entropy device's bytes look random (gzip: %d of %d)", gz, rngBytes)
-	select {
-	case got := <-received:
-		require.NoError(t, got.err)
-		assert.Equal(t, int64(netBytes), got.bytes, "bytes from the guest")
-		assert.Equal(t, sha256Hex(make([]byte, netBytes)), got.sha, "the stream from the guest is intact")
-	case <-time.After(5 * time.Second):
-		t.Errorf("the guest never connected to 192.0.2.1:7001\nconsole:\n%s", tail(r.console))
-	}
-	fsck(t, img)
 }
