@@ -12,6 +12,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -85,12 +86,14 @@ func guestMain(args []string) int {
 		if _, err := ctl.expect("go"); err != nil {
 			return fail(ctl, "%v", err)
 		}
+		irqBefore := virtioInterrupts()
 		r, err := w.run(p)
 		if err != nil {
 			return fail(ctl, "%s: %v", p, err)
 		}
+		irqs := irqDeltas(irqBefore, virtioInterrupts())
 		fmt.Printf("guestbench: %-9s %8d ops %12d bytes in %v\n", p, r.ops, r.bytes, r.elapsed.Round(time.Millisecond))
-		ctl.send("end %s ops=%d bytes=%d ns=%d", p, r.ops, r.bytes, r.elapsed.Nanoseconds())
+		ctl.send("end %s ops=%d bytes=%d ns=%d%s", p, r.ops, r.bytes, r.elapsed.Nanoseconds(), irqs)
 		if _, err := ctl.expect("ok"); err != nil {
 			return fail(ctl, "%v", err)
 		}
@@ -408,4 +411,71 @@ func fields(line string) map[string]string {
 		}
 	}
 	return m
+}
+
+// guestIRQPrefix marks, in an "end" line, how many interrupts one of the
+// guest's virtio interrupt lines took during the phase: guest_irq_NAME=N,
+// NAME as /proc/interrupts names it (virtio1-input.0, virtio1-output.0,
+// virtio0-req.0, ...). The host prints them with -detail: which queue's
+// interrupts a workload costs, seen from the guest, whatever the VMM.
+const guestIRQPrefix = "guest_irq_"
+
+// virtioInterrupts reads /proc/interrupts (with the syscall package, see
+// the package comment) and returns each virtio line's count, summed over
+// CPUs; nil if it cannot.
+func virtioInterrupts() map[string]uint64 {
+	fd, err := syscall.Open("/proc/interrupts", syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return nil
+	}
+	defer syscall.Close(fd)
+	var text []byte
+	buf := make([]byte, 16<<10)
+	for {
+		n, err := syscall.Read(fd, buf)
+		if err != nil || n <= 0 {
+			break
+		}
+		text = append(text, buf[:n]...)
+	}
+	return parseVirtioInterrupts(string(text))
+}
+
+// parseVirtioInterrupts parses /proc/interrupts for virtioInterrupts: a
+// header naming the CPUs, then per line a number, a count per CPU, the
+// controller and the name last.
+func parseVirtioInterrupts(text string) map[string]uint64 {
+	counts := map[string]uint64{}
+	lines := strings.Split(text, "\n")
+	cpus := len(strings.Fields(lines[0])) // the header: CPU0 CPU1 ...
+	for _, l := range lines[1:] {
+		f := strings.Fields(l)
+		if len(f) < cpus+2 || !strings.HasPrefix(f[len(f)-1], "virtio") {
+			continue
+		}
+		var sum uint64
+		for _, c := range f[1 : 1+cpus] {
+			n, _ := strconv.ParseUint(c, 10, 64)
+			sum += n
+		}
+		counts[f[len(f)-1]] += sum
+	}
+	return counts
+}
+
+// irqDeltas formats the lines that moved between two virtioInterrupts
+// readings as " guest_irq_NAME=N" fields, sorted by name.
+func irqDeltas(before, after map[string]uint64) string {
+	var names []string
+	for name, a := range after {
+		if a > before[name] {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	var sb strings.Builder
+	for _, name := range names {
+		fmt.Fprintf(&sb, " %s%s=%d", guestIRQPrefix, name, after[name]-before[name])
+	}
+	return sb.String()
 }

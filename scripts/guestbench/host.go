@@ -339,6 +339,12 @@ func (cfg *hostConfig) serve(conn net.Conn, vmm int) (*session, error) {
 			}
 			s.phases[rest] = p
 			if cfg.detail {
+				// The guest counted its own virtio interrupts.
+				for k, v := range f {
+					if n, err := strconv.ParseUint(v, 10, 64); err == nil && strings.HasPrefix(k, guestIRQPrefix) {
+						allBefore[k], allAfter[k] = 0, n
+					}
+				}
 				printDetail(rest, p.ops, allBefore, allAfter)
 			}
 			if err := send("ok"); err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -119,5 +120,27 @@ func TestParsePhases(t *testing.T) {
 		if _, err := parsePhases(bad); err == nil || !strings.Contains(err.Error(), "unknown phase") {
 			t.Errorf("parsePhases(%q) = %v; want an unknown-phase error", bad, err)
 		}
+	}
+}
+
+func TestVirtioInterrupts(t *testing.T) {
+	const before = `           CPU0       CPU1       
+  0:         40          0   IO-APIC   2-edge      timer
+ 24:          0          0  PCI-MSIX-0000:00:02.0   0-edge      virtio0-config
+ 25:       1234         10  PCI-MSIX-0000:00:02.0   1-edge      virtio0-input.0
+ 26:        567          0  PCI-MSIX-0000:00:02.0   2-edge      virtio0-output.0
+NMI:          0          0   Non-maskable interrupts
+`
+	got := parseVirtioInterrupts(before)
+	want := map[string]uint64{"virtio0-config": 0, "virtio0-input.0": 1244, "virtio0-output.0": 567}
+	if !maps.Equal(got, want) {
+		t.Errorf("parseVirtioInterrupts = %v, want %v", got, want)
+	}
+	after := map[string]uint64{"virtio0-config": 0, "virtio0-input.0": 1300, "virtio0-output.0": 600}
+	if d, want := irqDeltas(got, after), " guest_irq_virtio0-input.0=56 guest_irq_virtio0-output.0=33"; d != want {
+		t.Errorf("irqDeltas = %q, want %q", d, want)
+	}
+	if d := irqDeltas(nil, nil); d != "" {
+		t.Errorf("irqDeltas without /proc/interrupts = %q, want nothing", d)
 	}
 }
