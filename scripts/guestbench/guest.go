@@ -420,10 +420,26 @@ func fields(line string) map[string]string {
 // interrupts a workload costs, seen from the guest, whatever the VMM.
 const guestIRQPrefix = "guest_irq_"
 
-// virtioInterrupts reads /proc/interrupts (with the syscall package, see
-// the package comment) and returns each virtio line's count, summed over
-// CPUs; nil if it cannot.
+// virtioInterrupts returns the count of each of the guest's virtio
+// interrupt lines, summed over CPUs; nil if /proc/interrupts cannot be
+// read.
 func virtioInterrupts() map[string]uint64 {
+	all := readInterrupts()
+	if all == nil {
+		return nil
+	}
+	counts := map[string]uint64{}
+	for name, n := range all {
+		if strings.HasPrefix(name, "virtio") {
+			counts[name] = n
+		}
+	}
+	return counts
+}
+
+// readInterrupts reads /proc/interrupts with the syscall package (see the
+// package comment); nil if it cannot.
+func readInterrupts() map[string]uint64 {
 	fd, err := syscall.Open("/proc/interrupts", syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return nil
@@ -438,27 +454,42 @@ func virtioInterrupts() map[string]uint64 {
 		}
 		text = append(text, buf[:n]...)
 	}
-	return parseVirtioInterrupts(string(text))
+	return parseInterrupts(string(text))
 }
 
-// parseVirtioInterrupts parses /proc/interrupts for virtioInterrupts: a
-// header naming the CPUs, then per line a number, a count per CPU, the
-// controller and the name last.
-func parseVirtioInterrupts(text string) map[string]uint64 {
+// parseInterrupts parses /proc/interrupts: a header naming the CPUs, then
+// a line per interrupt with its label, a count per CPU, and for a
+// numbered interrupt the controller and the device's name last. It
+// returns each interrupt's count summed over the CPUs, by device name
+// for numbered interrupts (virtio0-input.0) and by label for the
+// others (LOC, RES, CAL, TLB: local timer, rescheduling, function call
+// and TLB shootdown IPIs).
+func parseInterrupts(text string) map[string]uint64 {
 	counts := map[string]uint64{}
 	lines := strings.Split(text, "\n")
 	cpus := len(strings.Fields(lines[0])) // the header: CPU0 CPU1 ...
 	for _, l := range lines[1:] {
 		f := strings.Fields(l)
-		if len(f) < cpus+2 || !strings.HasPrefix(f[len(f)-1], "virtio") {
+		if len(f) < 2 {
 			continue
 		}
+		label := strings.TrimSuffix(f[0], ":")
+		name := label
+		if _, err := strconv.Atoi(label); err == nil {
+			if len(f) < cpus+2 {
+				continue
+			}
+			name = f[len(f)-1]
+		}
 		var sum uint64
-		for _, c := range f[1 : 1+cpus] {
-			n, _ := strconv.ParseUint(c, 10, 64)
+		for _, c := range f[1:min(1+cpus, len(f))] {
+			n, err := strconv.ParseUint(c, 10, 64)
+			if err != nil {
+				break
+			}
 			sum += n
 		}
-		counts[f[len(f)-1]] += sum
+		counts[name] += sum
 	}
 	return counts
 }

@@ -307,6 +307,7 @@ func (cfg *hostConfig) serve(conn net.Conn, vmm int) (*session, error) {
 				allBefore = readAllCounters(cfg.kvmStats)
 				addProcCounters(allBefore, "vmm_", vmm)
 				addProcCounters(allBefore, "bench_", os.Getpid())
+				addInterruptCounters(allBefore, "l1_irq_")
 			}
 			if err := send("go"); err != nil {
 				return nil, err
@@ -321,6 +322,7 @@ func (cfg *hostConfig) serve(conn net.Conn, vmm int) (*session, error) {
 				allAfter = readAllCounters(cfg.kvmStats)
 				addProcCounters(allAfter, "vmm_", vmm)
 				addProcCounters(allAfter, "bench_", os.Getpid())
+				addInterruptCounters(allAfter, "l1_irq_")
 			}
 			name, kvs, _ := strings.Cut(strings.TrimPrefix(line, "end "), " ")
 			if !strings.HasPrefix(line, "end ") || name != rest {
@@ -495,6 +497,16 @@ func readAllCounters(dir string) map[string]uint64 {
 // clockTicksPerSecond is USER_HZ, the unit of utime and stime in
 // /proc/PID/stat (proc(5)): 100 on every Linux architecture Go supports.
 const clockTicksPerSecond = 100
+
+// addInterruptCounters adds to m, for -detail, this machine's interrupts
+// from /proc/interrupts (parseInterrupts), each name after prefix: in the
+// test bed, L1's timer ticks and IPIs, which interrupt the guest when they
+// hit the CPU it runs on (KVM's irq_exits).
+func addInterruptCounters(m map[string]uint64, prefix string) {
+	for name, n := range readInterrupts() {
+		m[prefix+name] = n
+	}
+}
 
 // addProcCounters adds to m, for -detail, what process pid has cost the
 // machine so far, each under prefix, from proc(5):

@@ -130,11 +130,13 @@ func TestVirtioInterrupts(t *testing.T) {
  25:       1234         10  PCI-MSIX-0000:00:02.0   1-edge      virtio0-input.0
  26:        567          0  PCI-MSIX-0000:00:02.0   2-edge      virtio0-output.0
 NMI:          0          0   Non-maskable interrupts
+RES:          5          4   Rescheduling interrupts
+ERR:          0
 `
-	got := parseVirtioInterrupts(before)
-	want := map[string]uint64{"virtio0-config": 0, "virtio0-input.0": 1244, "virtio0-output.0": 567}
+	got := parseInterrupts(before)
+	want := map[string]uint64{"timer": 40, "virtio0-config": 0, "virtio0-input.0": 1244, "virtio0-output.0": 567, "NMI": 0, "RES": 9, "ERR": 0}
 	if !maps.Equal(got, want) {
-		t.Errorf("parseVirtioInterrupts = %v, want %v", got, want)
+		t.Errorf("parseInterrupts = %v, want %v", got, want)
 	}
 	after := map[string]uint64{"virtio0-config": 0, "virtio0-input.0": 1300, "virtio0-output.0": 600}
 	if d, want := irqDeltas(got, after), " guest_irq_virtio0-input.0=56 guest_irq_virtio0-output.0=33"; d != want {
