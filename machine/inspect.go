@@ -31,6 +31,10 @@ const (
 	lapicRegStride  = 0x10
 )
 
+// rflagsIF is RFLAGS bit 9, the interrupt enable flag: maskable interrupts
+// are taken only while it is set (Intel SDM Vol. 1 §3.4.3.3).
+const rflagsIF = 1 << 9
+
 // InspectVCPUs writes what each vCPU is doing to w: its multiprocessing
 // state (running, halted, waiting for SIPI), whether it takes interrupts,
 // its registers, and its local APIC's pending and in-service vectors. It
@@ -99,9 +103,10 @@ func (v *vcpu) describe() string {
 	if st, err := v.GetMPState(); err == nil {
 		state = st.String()
 	}
-	// kvm_run.if_flag is RFLAGS.IF as of the last exit.
+	// RFLAGS.IF as the vCPU stands now. (kvm_run.if_flag says the same
+	// as of the last exit, but the registers are what the dump shows.)
 	interrupts := "disabled"
-	if v.IFFlag() {
+	if r, err := v.GetRegs(); err == nil && r.RFLAGS&rflagsIF != 0 {
 		interrupts = "enabled"
 	}
 	fmt.Fprintf(&b, "vCPU %d: %s, interrupts %s\n", v.ID(), state, interrupts)
