@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -36,16 +37,30 @@ func TestDocsCommands(t *testing.T) {
 			}
 			ran++
 			t.Run(strings.ReplaceAll(page, "/", "_")+":"+strconv.Itoa(b.Line), func(t *testing.T) {
-				ctx, cancel := context.WithTimeout(context.Background(), docsBlockTimeout)
-				defer cancel()
-				start := time.Now()
-				out, err := b.Cmd(ctx, root, filepath.Join(root, "bin")).CombinedOutput()
-				t.Logf("%s:%d ran in %v", page, b.Line, time.Since(start).Round(time.Millisecond))
-				if ctx.Err() != nil {
-					t.Fatalf("did not finish within %v:\n%s\noutput:\n%s", docsBlockTimeout, b.Script, tail(string(out)))
+				run := func() (out []byte, err error) {
+					ctx, cancel := context.WithTimeout(context.Background(), docsBlockTimeout)
+					defer cancel()
+					start := time.Now()
+					out, err = b.Cmd(ctx, root, filepath.Join(root, "bin")).CombinedOutput()
+					t.Logf("%s:%d ran in %v", page, b.Line, time.Since(start).Round(time.Millisecond))
+					if ctx.Err() != nil {
+						return out, fmt.Errorf("did not finish within %v", docsBlockTimeout)
+					}
+					if err != nil {
+						return out, err
+					}
+					return out, b.CheckOutput(out)
+				}
+				out, err := run()
+				if err != nil && tcgNestedSVM() {
+					// The test bed loses a boot now and then (see
+					// bootAppend): there a failed block is logged and
+					// run once more, so that it fails only if it fails
+					// twice in a row.
+					t.Logf("failed (%v); trying once more, as the test bed loses a boot now and then\noutput:\n%s", err, tail(string(out)))
+					out, err = run()
 				}
 				require.NoError(t, err, "%s\noutput:\n%s", b.Script, tail(string(out)))
-				require.NoError(t, b.CheckOutput(out), "%s\noutput:\n%s", b.Script, tail(string(out)))
 			})
 		}
 	}
