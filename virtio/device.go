@@ -128,6 +128,20 @@ type ServeFunc func(c *DescChain) (written uint32, err error)
 //     an interrupt per chain would be the device's choice, not the
 //     driver's: the batch ends with a single interrupt.
 func Drain(q *Queue, c *DescChain, serve ServeFunc) error {
+	return DrainNotifying(q, c, serve, nil)
+}
+
+// DrainNotifying is Drain, calling notified (unless nil) on the worker's
+// goroutine right after each interrupt it sends: a device with another
+// interrupt to send can send it then, while the vCPU is stopping for the
+// first anyway (virtio-net's receive interrupt, see its rxHold).
+func DrainNotifying(q *Queue, c *DescChain, serve ServeFunc, notified func()) error {
+	interrupt := func() {
+		q.Interrupt()
+		if notified != nil {
+			notified()
+		}
+	}
 	eager := q.EventIdx()
 	for {
 		q.DisableNotifications()
@@ -150,13 +164,13 @@ func Drain(q *Queue, c *DescChain, serve ServeFunc) error {
 			}
 			switch {
 			case need && eager:
-				q.Interrupt()
+				interrupt()
 			case need:
 				notify = true
 			}
 		}
 		if notify {
-			q.Interrupt()
+			interrupt()
 		}
 		more, err := q.EnableNotifications()
 		if err != nil || !more {

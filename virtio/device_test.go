@@ -139,6 +139,39 @@ func TestDrainInterruptTiming(t *testing.T) {
 	}
 }
 
+// DrainNotifying calls its hook right after each interrupt, and only then:
+// the interrupts the hook sees are those sent so far, one more each time.
+func TestDrainNotifyingCallsTheHookAfterEachInterrupt(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		features virtio.Features
+		want     []int32 // interrupts sent at each call of the hook
+	}{
+		// used_event 1, then 3 once the driver has seen the first:
+		// two interrupts in the batch.
+		{"event-idx", virtio.Features(0).With(virtio.VIRTIO_F_EVENT_IDX), []int32{1, 2}},
+		{"flags", 0, []int32{1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dq := newDeviceQueue(t, 8, tc.features)
+			dq.d.SetUsedEvent(1)
+			for range 5 {
+				dq.d.AddChain(dq.d.Writable(4))
+			}
+			dq.d.Publish()
+			var hooked []int32
+			var c virtio.DescChain
+			require.NoError(t, virtio.DrainNotifying(dq.q, &c, func(*virtio.DescChain) (uint32, error) {
+				if dq.interrupts.Load() == 1 {
+					dq.d.SetUsedEvent(3)
+				}
+				return 0, nil
+			}, func() { hooked = append(hooked, dq.interrupts.Load()) }))
+			assert.Equal(t, tc.want, hooked)
+		})
+	}
+}
+
 func TestDrainEmptyQueue(t *testing.T) {
 	dq := newDeviceQueue(t, 4, 0)
 	var c virtio.DescChain
