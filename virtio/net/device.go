@@ -44,6 +44,10 @@ type activation struct {
 	log *slog.Logger
 	rx  *receiver      // nil if the driver did not enable receiveq1
 	tx  *virtio.Worker // nil if it did not enable transmitq1
+
+	// hold passes the receive queue's interrupts to the transmit worker
+	// while it is busy (see rxHold).
+	hold rxHold
 }
 
 // New returns a network device with the address in opts (or one derived

@@ -21,8 +21,11 @@ type fakeBackend struct {
 	stopped    bool
 	vanished   bool
 	writeErr   error // returned by WritePacket if set
-	closed     bool
-	wake       chan struct{}
+	// onWrite, if set, runs at the start of each WritePacket, on the
+	// transmit worker, with the call's number (from 1).
+	onWrite func(n int)
+	closed  bool
+	wake    chan struct{}
 }
 
 func newFakeBackend() *fakeBackend {
@@ -116,8 +119,14 @@ func (b *fakeBackend) ReadPacket(bufs [][]byte, idle func()) (int, error) {
 
 func (b *fakeBackend) WritePacket(bufs [][]byte) error {
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	b.writeCalls++
+	if hook := b.onWrite; hook != nil {
+		n := b.writeCalls
+		b.mu.Unlock()
+		hook(n)
+		b.mu.Lock()
+	}
+	defer b.mu.Unlock()
 	switch {
 	case b.stopped:
 		return ErrStopped
@@ -134,6 +143,13 @@ func (b *fakeBackend) WritePacket(bufs [][]byte) error {
 	}
 	b.written = append(b.written, p)
 	return nil
+}
+
+// setOnWrite sets the hook WritePacket runs.
+func (b *fakeBackend) setOnWrite(hook func(n int)) {
+	b.mu.Lock()
+	b.onWrite = hook
+	b.mu.Unlock()
 }
 
 // packets returns a copy of the written packets.

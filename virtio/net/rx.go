@@ -323,10 +323,12 @@ func (r *receiver) headerAllowed(h Header) bool {
 }
 
 // publish makes the delivered packets visible to the driver and interrupts
-// it if it asked (§2.7.7). The backend calls it, as idle, before it blocks.
+// it if it asked (§2.7.7), unless a transmit batch is running: that batch
+// sends the interrupt when it ends (see rxHold). The backend calls publish,
+// as idle, before it blocks.
 func (r *receiver) publish() {
 	r.unpublished = 0
-	if r.q.Publish() {
+	if r.q.Publish() && !r.run.hold.hold() {
 		r.q.Interrupt()
 	}
 }

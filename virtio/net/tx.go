@@ -22,7 +22,8 @@ type transmitter struct {
 	csum, tso4, tso6, ecn bool
 
 	chain virtio.DescChain // reused for every chain: no allocation per packet
-	serve virtio.ServeFunc // t.send, bound once
+	serve virtio.ServeFunc // t.sendHeld, bound once
+	sent  uint64           // packets sent, for rxHold's bound
 	// hdr is the device's own copy of the packet's header. The buffers
 	// are guest RAM, which a hostile guest can change while the device
 	// works, so the header is checked and handed to the backend from
@@ -43,12 +44,51 @@ func newTransmitter(d *Device, run *activation, q *virtio.Queue) *transmitter {
 		ecn:  f.Has(VIRTIO_NET_F_HOST_ECN),
 		iov:  make([][]byte, 0, MaxBuffers),
 	}
-	t.serve = t.send
+	t.serve = t.sendHeld
 	return t
 }
 
-// drain is the worker's job: transmit everything the driver queued.
-func (t *transmitter) drain() error { return virtio.Drain(t.q, &t.chain, t.serve) }
+// drain is the worker's job: transmit everything the driver queued. It
+// holds the receive queue's interrupts meanwhile and sends the one held,
+// if any, when it is done (see rxHold).
+func (t *transmitter) drain() error {
+	t.run.hold.begin()
+	err := virtio.DrainNotifying(t.q, &t.chain, t.serve, t.letHeldGo)
+	if t.run.hold.release(false) {
+		t.rxInterrupt()
+	}
+	return err
+}
+
+// sendHeld is send, letting a held receive interrupt go every
+// maxHeldPackets packets.
+func (t *transmitter) sendHeld(c *virtio.DescChain) (uint32, error) {
+	n, err := t.send(c)
+	t.sent++
+	if t.sent%maxHeldPackets == 0 {
+		t.letHeldGo()
+	}
+	return n, err
+}
+
+// letHeldGo sends the held receive interrupt, if any, while the batch goes
+// on. The transmitter also calls it right after each transmit interrupt:
+// KVM kicks a running vCPU out of the guest once for both (the second
+// finds it already leaving, kvm_vcpu_kick), where the receive interrupt
+// alone, later, would stop it again.
+func (t *transmitter) letHeldGo() {
+	if t.run.hold.release(true) {
+		t.rxInterrupt()
+	}
+}
+
+// rxInterrupt sends the receive queue's used buffer notification that
+// the receive worker left to the transmitter.
+func (t *transmitter) rxInterrupt() {
+	if q := t.run.act.Queues[receiveq1]; q != nil {
+		q.Interrupt()
+	}
+}
 
 // send transmits the packet in c. It never fails: a malformed or
 // undeliverable packet is dropped and counted, and the chain is completed
