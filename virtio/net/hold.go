@@ -8,8 +8,8 @@ import "sync/atomic"
 //
 // Why: while a guest sends a TCP stream, the host's ACKs come back through
 // the tap while the transmit worker is still writing the guest's packets
-// (the host's stack often answers a segment from inside the very writev
-// that delivered it). The receive worker, on its own thread, delivers each
+// (the host's stack can answer a segment from inside the writev that
+// delivered it). The receive worker, on its own thread, delivers each
 // ACK at once, and each delivery the driver asked to hear about (its
 // used_event, §2.7.10) is an interrupt: under KVM an MSI that stops the
 // running vCPU, and a guest EOI. A VMM that serves both queues from one
