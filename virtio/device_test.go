@@ -104,6 +104,19 @@ func TestDrainPublishesEachCompletionAtOnce(t *testing.T) {
 	}
 }
 
+// queuedWithUsedEvent1 is a queue of 8 whose driver has made n writable
+// chains available and set used_event to 1.
+func queuedWithUsedEvent1(t *testing.T, features virtio.Features, n int) *deviceQueue {
+	t.Helper()
+	dq := newDeviceQueue(t, 8, features)
+	dq.d.SetUsedEvent(1)
+	for range n {
+		dq.d.AddChain(dq.d.Writable(4))
+	}
+	dq.d.Publish()
+	return dq
+}
+
 // With VIRTIO_F_EVENT_IDX the interrupt goes the moment the completion the
 // driver asked for (used_event) is published, not at the end of the batch;
 // with the flags, the batch ends in one interrupt.
@@ -121,12 +134,7 @@ func TestDrainInterruptTiming(t *testing.T) {
 		{"flags", 0, []int32{0, 0, 0, 0}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dq := newDeviceQueue(t, 8, tc.features)
-			dq.d.SetUsedEvent(1)
-			for range 4 {
-				dq.d.AddChain(dq.d.Writable(4))
-			}
-			dq.d.Publish()
+			dq := queuedWithUsedEvent1(t, tc.features, 4)
 			var seen []int32
 			var c virtio.DescChain
 			require.NoError(t, virtio.Drain(dq.q, &c, func(*virtio.DescChain) (uint32, error) {
@@ -153,12 +161,7 @@ func TestDrainNotifyingCallsTheHookAfterEachInterrupt(t *testing.T) {
 		{"flags", 0, []int32{1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dq := newDeviceQueue(t, 8, tc.features)
-			dq.d.SetUsedEvent(1)
-			for range 5 {
-				dq.d.AddChain(dq.d.Writable(4))
-			}
-			dq.d.Publish()
+			dq := queuedWithUsedEvent1(t, tc.features, 5)
 			var hooked []int32
 			var c virtio.DescChain
 			require.NoError(t, virtio.DrainNotifying(dq.q, &c, func(*virtio.DescChain) (uint32, error) {

@@ -31,6 +31,22 @@ func allFeatures() virtio.Features {
 		With(virtio.VIRTIO_F_INDIRECT_DESC)
 }
 
+// suppressionModes are the two ways a driver suppresses interrupts and
+// notifications (§2.7.7, §2.7.10): with VIRTIO_F_EVENT_IDX and with the
+// flags.
+func suppressionModes() []struct {
+	name     string
+	features virtio.Features
+} {
+	return []struct {
+		name     string
+		features virtio.Features
+	}{
+		{"event-idx", allFeatures()},
+		{"flags", without(allFeatures(), virtio.VIRTIO_F_EVENT_IDX)},
+	}
+}
+
 // without returns f without the given bits.
 func without(f virtio.Features, bits ...uint) virtio.Features {
 	for _, b := range bits {

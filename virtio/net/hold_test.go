@@ -136,13 +136,7 @@ func TestRXInterruptWaitsAtMostMaxHeldPackets(t *testing.T) {
 	// The driver wants no transmit interrupt in this batch, so the held
 	// receive interrupt goes after maxHeldPackets packets, not at the end
 	// of a long batch; and without a batch running it goes at once.
-	for _, tc := range []struct {
-		name     string
-		features virtio.Features
-	}{
-		{"event-idx", allFeatures()},
-		{"flags", without(allFeatures(), virtio.VIRTIO_F_EVENT_IDX)},
-	} {
+	for _, tc := range suppressionModes() {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, tc.features)
 			h.activate()

@@ -76,13 +76,7 @@ func TestTXIgnoresUnknownFlagsAndNumBuffers(t *testing.T) {
 }
 
 func TestTXBatchInterruptsOnce(t *testing.T) {
-	for _, tc := range []struct {
-		name     string
-		features virtio.Features
-	}{
-		{"event-idx", allFeatures()},
-		{"flags", without(allFeatures(), virtio.VIRTIO_F_EVENT_IDX)},
-	} {
+	for _, tc := range suppressionModes() {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, tc.features)
 			h.activate()
