@@ -4,7 +4,9 @@ import "sync/atomic"
 
 // rxHold lets the transmit worker hold back the receive queue's used
 // buffer notifications while it drains the transmit queue, and send them
-// itself when it is done.
+// itself: with its own next interrupt (KVM kicks a running vCPU out once
+// for both), after maxHeldPackets packets, or when the batch ends,
+// whichever comes first.
 //
 // Why: while a guest sends a TCP stream, the host's ACKs come back through
 // the tap while the transmit worker is still writing the guest's packets
@@ -15,7 +17,7 @@ import "sync/atomic"
 // running vCPU, and a guest EOI. A VMM that serves both queues from one
 // thread, as QEMU's main loop does, finds those ACKs only after its
 // transmit batch and delivers them together with one interrupt. Holding
-// the receive queue's notification until the batch ends gives the same
+// the receive queue's notification while the batch runs gives the same
 // coalescing without giving up the second thread: the packets are put in
 // the used ring and published at once, only the interrupt waits.
 // docs/benchmarks.md has the measurement that led here.
@@ -24,11 +26,12 @@ import "sync/atomic"
 // every maxHeldPackets packets, so a long transmit burst cannot starve the
 // guest's receive path (and with it the ACKs the sender needs).
 //
-// The virtio specification allows this: a device may send a used buffer
-// notification later than the event index names, and "the driver MUST
-// handle spurious notifications"; it never misses one because the held
-// notification is sent, by one worker or the other, after every publish
-// that asked for it.
+// The virtio specification allows this: it sets no time by which a used
+// buffer notification must follow the used ring's update, and "the driver
+// MUST handle spurious notifications from the device" (§2.7.7.1), such as
+// one that comes after the driver already found the buffers by polling.
+// No notification is lost: the held one is sent, by one worker or the
+// other, after every publish that asked for it.
 type rxHold struct {
 	state atomic.Uint32 // holdTXBusy | holdRXPending
 }

@@ -323,9 +323,9 @@ func (r *receiver) headerAllowed(h Header) bool {
 }
 
 // publish makes the delivered packets visible to the driver and interrupts
-// it if it asked (§2.7.7), unless a transmit batch is running: that batch
-// sends the interrupt when it ends (see rxHold). The backend calls publish,
-// as idle, before it blocks.
+// it if it asked (§2.7.7), unless a transmit batch is running: the
+// transmit worker then sends the interrupt (see rxHold). The backend calls
+// publish, as idle, before it blocks.
 func (r *receiver) publish() {
 	r.unpublished = 0
 	if r.q.Publish() && !r.run.hold.hold() {
