@@ -88,12 +88,15 @@ func TestRXHoldLosesNoInterrupt(t *testing.T) {
 // rxArrivesDuringWrite makes the fake tap receive a packet while the
 // transmit worker writes packet number at: the hook waits until the
 // receive worker has published it and had time to interrupt, then calls
-// check with the write's number.
+// check with the write's number. The hook runs on the transmit worker,
+// where a test may report a failure but not stop (FailNow belongs to the
+// test's own goroutine), so it asserts rather than requires.
 func (h *harness) rxArrivesDuringWrite(at int, check func(n int)) {
 	h.be.setOnWrite(func(n int) {
 		if n == at {
 			h.be.push(packet(Header{}, frame(60, 1)))
-			require.Eventually(h.t, func() bool { return h.rxd.UsedIdx() == 1 }, waitFor, time.Millisecond)
+			assert.Eventually(h.t, func() bool { return h.rxd.UsedIdx() == 1 }, waitFor, time.Millisecond,
+				"the packet that came in during write %d was not published", n)
 			time.Sleep(20 * time.Millisecond)
 		}
 		check(n)
