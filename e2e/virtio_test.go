@@ -261,6 +261,7 @@ nc 192.0.2.1 7001 </tmp/tx || exit 14
 nc 192.0.2.1 7002 </dev/null >/tmp/rx || exit 15
 echo "GUEST_RX_BYTES=$(wc -c </tmp/rx)"
 echo "GUEST_RX_SHA=$(sha256sum </tmp/rx | cut -d' ' -f1)"
+echo "GUEST_SHARED_VECTORS=$(grep -c -e -virtqueues /proc/interrupts)"
 `, n))
 			toGuest := make([]byte, n)
 			rng := rand.NewChaCha8([32]byte{'n', 'e', 't'})
@@ -282,6 +283,10 @@ echo "GUEST_RX_SHA=$(sha256sum </tmp/rx | cut -d' ' -f1)"
 			if c.mac != "" {
 				assert.Equal(t, c.mac, marker(r.console, "GUEST_MAC"), "the MAC given with mac=")
 			}
+			// The network card offers one MSI-X vector for its queues
+			// (virtio.QueueInterruptSharer), which Linux names
+			// virtioN-virtqueues; the disk keeps one per queue.
+			assert.Equal(t, "1", marker(r.console, "GUEST_SHARED_VECTORS"), "interrupts named *-virtqueues in /proc/interrupts")
 			select {
 			case got := <-received:
 				require.NoError(t, got.err, "receiving from the guest")

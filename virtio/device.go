@@ -49,6 +49,25 @@ type Device interface {
 	Reset()
 }
 
+// QueueInterruptSharer is an optional interface of a Device whose queues
+// are best served by a single interrupt. A transport that gives each queue
+// a vector of its own by default (virtio over PCI with MSI-X) then offers
+// the driver one vector for all the queues instead, and each interrupt
+// makes the driver look at every queue (§4.1.5.1.2: the driver maps
+// events to vectors, and may map several to one).
+//
+// It suits a device whose queues finish work together, so that the
+// interrupt one queue sends finds work on the others too: virtio-net's
+// transmit completions and the replies to them that arrive on its receive
+// queue. It does not suit one whose queues run in parallel on different
+// CPUs, such as a multi-queue disk, where each queue's vector follows the
+// CPU that uses it.
+type QueueInterruptSharer interface {
+	// ShareQueueInterrupt reports whether the queues should share one
+	// interrupt.
+	ShareQueueInterrupt() bool
+}
+
 // Activation is what a device gets when the driver sets DRIVER_OK.
 //
 // Its callbacks (ConfigChanged, Fail and each Queue's Interrupt) are safe

@@ -75,7 +75,11 @@ func (t *transmitter) sendHeld(c *virtio.DescChain) (uint32, error) {
 // on. The transmitter also calls it right after each transmit interrupt:
 // KVM kicks a running vCPU out of the guest once for both (the second
 // finds it already leaving, kvm_vcpu_kick), where the receive interrupt
-// alone, later, would stop it again.
+// alone, later, would stop it again. With both queues on one MSI-X vector
+// (Device.ShareQueueInterrupt) the second message usually even finds the
+// first one still pending in the local APIC's IRR, which holds one bit
+// per vector, and so is no second interrupt at all (Intel SDM Vol. 3A
+// §11.8.4).
 func (t *transmitter) letHeldGo() {
 	if t.run.hold.release(true) {
 		t.rxInterrupt()

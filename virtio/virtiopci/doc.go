@@ -22,7 +22,11 @@
 //
 // N is the number of virtqueues and V = N + 1 the number of MSI-X vectors:
 // one per queue and one for configuration changes, the layout Linux asks
-// for first (vp_find_vqs_msix with per_vq_vectors). A fifth virtio
+// for first (vp_find_vqs_msix with per_vq_vectors). A device whose queues
+// are better served by one interrupt (virtio.QueueInterruptSharer, such as
+// virtio-net) gets V = 2 instead, and Linux then takes its second layout:
+// one vector for configuration changes and one shared by every queue. A
+// fifth virtio
 // capability, VIRTIO_PCI_CAP_PCI_CFG, is a window in configuration space
 // through which the driver can reach any of the BAR's registers without
 // mapping the BAR (§4.1.4.9).

@@ -166,6 +166,25 @@ func New(cfg Config) (*Transport, error) {
 	return t, nil
 }
 
+// sharedQueueVectors is the size of the MSI-X table of a device whose
+// queues share one interrupt (virtio.QueueInterruptSharer): a vector for
+// configuration changes and one for every queue.
+const sharedQueueVectors = 2
+
+// msixVectors returns how many MSI-X vectors the function offers. Linux's
+// virtio_pci asks first for one vector per queue that has a callback plus
+// one for configuration changes, and when the table is smaller than that,
+// for two: one for configuration changes and one that every queue shares,
+// whose handler looks at every queue (vp_find_vqs and vp_vring_interrupt
+// in drivers/virtio/virtio_pci_common.c). So a device gets one vector per
+// queue and one more, unless it asks to share, and then two.
+func (t *Transport) msixVectors() int {
+	if s, ok := t.dev.(virtio.QueueInterruptSharer); ok && s.ShareQueueInterrupt() {
+		return sharedQueueVectors
+	}
+	return len(t.maxSizes) + 1
+}
+
 // deviceName names a device type for logs.
 func deviceName(id uint16) string {
 	switch id {
@@ -243,10 +262,9 @@ func (t *Transport) buildConfigSpace(id uint16, router pci.MSIRouter) error {
 		return err
 	}
 
-	// MSI-X (§4.1.5.1.2 maps events to vectors): one vector per queue,
-	// then one for configuration changes.
+	// MSI-X (§4.1.5.1.2 maps events to vectors).
 	t.msix, err = pci.AddMSIX(cs, pci.MSIXConfig{
-		Vectors:     len(t.maxSizes) + 1,
+		Vectors:     t.msixVectors(),
 		TableBAR:    BARIndex,
 		TableOffset: MSIXTableOffset,
 		PBABAR:      BARIndex,

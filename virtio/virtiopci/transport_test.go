@@ -658,6 +658,52 @@ func TestQueueInterruptRouting(t *testing.T) {
 	assert.Equal(t, 2, r.router.count(2))
 }
 
+// sharingDevice is a fakeDevice that asks for one interrupt for all its
+// queues, or, with share false, implements virtio.QueueInterruptSharer but
+// declines.
+type sharingDevice struct {
+	*fakeDevice
+	share bool
+}
+
+func (d sharingDevice) ShareQueueInterrupt() bool { return d.share }
+
+// A device that shares its queues' interrupt gets two MSI-X vectors, so
+// that Linux gives up on a vector per queue and maps every queue to the
+// second one (vp_find_vqs); interrupts from every queue then go there.
+func TestSharedQueueVector(t *testing.T) {
+	const configVector, queueVector = 0, 1
+	dev := sharingDevice{newFakeDevice(8, 8, 8), true}
+	r := newRig(t, dev)
+	r.probe()
+	require.EqualValues(t, 2, r.cfgRead(r.msixCap+msixCapControl, 2)&0x7FF+1, "table size")
+	require.True(t, r.negotiate(defaultFeatures))
+	r.enableMSIX(2)
+	r.write16(commonMSIX, configVector)
+	for i := range uint16(3) {
+		r.setupQueue(i, 8, queueVector, ramStart+uint64(i)*0x10000, defaultFeatures)
+	}
+	// The per-queue layout Linux tries first does not fit.
+	r.write16(commonQSelect, 2)
+	r.write16(commonQMSIX, 3)
+	assert.EqualValues(t, noVector, r.read16(commonQMSIX), "vector 3 is outside the table")
+	r.write16(commonQMSIX, queueVector)
+	r.addStatus(sDriverOK)
+
+	a := dev.activation()
+	require.NotNil(t, a)
+	for _, q := range a.Queues {
+		q.Interrupt()
+	}
+	assert.Equal(t, 3, r.router.count(queueVector))
+	assert.Equal(t, 3, r.router.total())
+
+	// Declining keeps a vector per queue.
+	r = newRig(t, sharingDevice{newFakeDevice(8, 8, 8), false})
+	r.probe()
+	assert.EqualValues(t, 4, r.cfgRead(r.msixCap+msixCapControl, 2)&0x7FF+1, "table size")
+}
+
 func TestResetRestoresDefaults(t *testing.T) {
 	dev := newFakeDevice(16, 8)
 	r := newRig(t, dev)
