@@ -168,7 +168,7 @@ func New(cfg Config) (*Transport, error) {
 
 // sharedQueueVectors is the size of the MSI-X table of a device whose
 // queues share one interrupt (virtio.QueueInterruptSharer): a vector for
-// configuration changes and one for every queue.
+// configuration changes and one that all the queues share.
 const sharedQueueVectors = 2
 
 // msixVectors returns how many MSI-X vectors the function offers. Linux's
