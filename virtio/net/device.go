@@ -98,11 +98,9 @@ func (d *Device) QueueMaxSizes() []uint16 {
 // ACKs) come back on the receive queue as the transmit queue completes
 // its packets, and the other way round while it receives; with one
 // vector, the interrupt either queue sends makes the driver collect both,
-// where two vectors would interrupt the guest twice. With rxHold this is
-// what lets the two queues' notifications coincide: the transmit worker
-// sends the held receive notification right after its own, and KVM merges
-// the second MSI into the first while the vCPU has not taken it yet (the
-// vector's bit is already set in the local APIC's IRR).
+// where two vectors would interrupt the guest twice. It also makes the
+// receive notification that rxHold sends right after a transmit one
+// nearly free (see transmitter.letHeldGo).
 func (d *Device) ShareQueueInterrupt() bool { return true }
 
 // config returns struct virtio_net_config as the driver sees it now.

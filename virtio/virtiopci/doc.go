@@ -25,11 +25,11 @@
 // for first (vp_find_vqs_msix with per_vq_vectors). A device whose queues
 // are better served by one interrupt (virtio.QueueInterruptSharer, such as
 // virtio-net) gets V = 2 instead, and Linux then takes its second layout:
-// one vector for configuration changes and one shared by every queue. A
-// fifth virtio
-// capability, VIRTIO_PCI_CAP_PCI_CFG, is a window in configuration space
-// through which the driver can reach any of the BAR's registers without
-// mapping the BAR (§4.1.4.9).
+// one vector for configuration changes and one shared by every queue.
+//
+// A fifth virtio capability, VIRTIO_PCI_CAP_PCI_CFG, is a window in
+// configuration space through which the driver can reach any of the BAR's
+// registers without mapping the BAR (§4.1.4.9).
 //
 // The notify structure has a second, preferred home: BAR 1, an I/O BAR of
 // four ports, whose first two are one 16-bit notify register shared by
