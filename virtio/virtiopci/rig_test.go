@@ -30,37 +30,40 @@ const (
 	pciCapIDMSIX    = 0x11
 
 	// Configuration header (PCI 3.0 §6.1).
-	regVendorID      = 0x00
-	regDeviceID      = 0x02
-	regCommand       = 0x04
-	regStatus        = 0x06
-	regRevisionID    = 0x08
-	regClassCode     = 0x09
-	regBAR0          = 0x10
-	numBARs          = 6
-	cmdIO            = 1 << 0
-	regSubsystemVID  = 0x2C
-	regSubsystemID   = 0x2E
-	regCapPointer    = 0x34
-	regInterruptPin  = 0x3D
-	cmdMemory        = 1 << 1
-	cmdBusMaster     = 1 << 2
-	cmdIntxDisable   = 1 << 10
-	statusCapList    = 1 << 4
-	statusInterrupt  = 1 << 3
-	barMemFlagsMask  = 0xF
-	barIOSpace       = 1 << 0
-	barIOFlagsMask   = 0x3
-	msixCtlEnable    = 1 << 15
-	msixCtlFuncMask  = 1 << 14
-	msixCapControl   = 2
-	msixCapTable     = 4
-	msixCapPBA       = 8
-	msixBIRMask      = 7
-	msixEntrySize    = 16
-	msixVectorCtlOff = 12
-	msiAddressBase   = 0xFEE0_0000
-	msiDataBase      = 0x40
+	regVendorID     = 0x00
+	regDeviceID     = 0x02
+	regCommand      = 0x04
+	regStatus       = 0x06
+	regRevisionID   = 0x08
+	regClassCode    = 0x09
+	regBAR0         = 0x10
+	numBARs         = 6
+	cmdIO           = 1 << 0
+	regSubsystemVID = 0x2C
+	regSubsystemID  = 0x2E
+	regCapPointer   = 0x34
+	regInterruptPin = 0x3D
+	cmdMemory       = 1 << 1
+	cmdBusMaster    = 1 << 2
+	cmdIntxDisable  = 1 << 10
+	statusCapList   = 1 << 4
+	statusInterrupt = 1 << 3
+	barMemFlagsMask = 0xF
+	barIOSpace      = 1 << 0
+	barIOFlagsMask  = 0x3
+	msixCtlEnable   = 1 << 15
+	msixCtlFuncMask = 1 << 14
+	msixCapControl  = 2
+	// msixTableSizeMask is Message Control's Table Size field: the
+	// number of vectors minus one (PCI 3.0 §6.8.2.3).
+	msixTableSizeMask = 0x7FF
+	msixCapTable      = 4
+	msixCapPBA        = 8
+	msixBIRMask       = 7
+	msixEntrySize     = 16
+	msixVectorCtlOff  = 12
+	msiAddressBase    = 0xFEE0_0000
+	msiDataBase       = 0x40
 
 	// cfg_type (§4.1.4).
 	capCommonCfg = 1
@@ -556,6 +559,11 @@ func (r *rig) negotiate(features uint64) bool {
 	r.write32(commonGF, uint32(features>>32))
 	r.addStatus(sFeaturesOK)
 	return r.read8(commonStatus)&sFeaturesOK != 0
+}
+
+// msixTableSize returns the number of MSI-X vectors the function offers.
+func (r *rig) msixTableSize() int {
+	return int(r.cfgRead(r.msixCap+msixCapControl, 2)&msixTableSizeMask) + 1
 }
 
 // enableMSIX turns MSI-X on and programs and unmasks vectors 0 to n-1

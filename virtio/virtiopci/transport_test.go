@@ -150,7 +150,7 @@ func TestIdentityAndCapabilities(t *testing.T) {
 	add("msix pba", uint64(r.cfgRead(r.msixCap+msixCapPBA, 4)&^msixBIRMask))
 
 	// One vector per queue plus one for the configuration.
-	assert.EqualValues(t, 2, r.cfgRead(r.msixCap+msixCapControl, 2)&0x7FF+1)
+	assert.EqualValues(t, 2, r.msixTableSize())
 	assert.EqualValues(t, 1, r.read16(commonNumQ))
 	assert.EqualValues(t, rng.QueueSize, r.read16(commonQSize))
 	assert.EqualValues(t, noVector, r.read16(commonMSIX))
@@ -676,7 +676,7 @@ func TestSharedQueueVector(t *testing.T) {
 	dev := sharingDevice{newFakeDevice(8, 8, 8), true}
 	r := newRig(t, dev)
 	r.probe()
-	require.EqualValues(t, 2, r.cfgRead(r.msixCap+msixCapControl, 2)&0x7FF+1, "table size")
+	require.EqualValues(t, 2, r.msixTableSize(), "table size")
 	require.True(t, r.negotiate(defaultFeatures))
 	r.enableMSIX(2)
 	r.write16(commonMSIX, configVector)
@@ -701,7 +701,7 @@ func TestSharedQueueVector(t *testing.T) {
 	// Declining keeps a vector per queue.
 	r = newRig(t, sharingDevice{newFakeDevice(8, 8, 8), false})
 	r.probe()
-	assert.EqualValues(t, 4, r.cfgRead(r.msixCap+msixCapControl, 2)&0x7FF+1, "table size")
+	assert.EqualValues(t, 4, r.msixTableSize(), "table size")
 }
 
 func TestResetRestoresDefaults(t *testing.T) {
