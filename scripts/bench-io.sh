@@ -39,6 +39,11 @@
 #            per request (guestbench host -detail)
 #   PHASES   the workloads to run, comma-separated (default all:
 #            seq-write,seq-read,rand-read,tcp-tx,tcp-rx)
+#   TRACE    workloads to trace, comma-separated (e.g. TRACE=tcp-tx): in the
+#            middle of each run's phase, perf records the scheduler's and
+#            KVM's tracepoints for a few seconds, and the run prints why its
+#            vCPU exited and who preempted it (guestbench host -trace;
+#            perf comes from scripts/install-deps.sh bench)
 #   GOVMM_B  a second govmm binary to compare with bin/govmm: it runs as the
 #            case "govmm-b", interleaved with the others, with the same
 #            command line (an A/B test of a change; VMMS must include govmm)
@@ -56,6 +61,7 @@ phase_s=${SECONDS_PER_PHASE:-5}
 vmms=${VMMS:-govmm qemu}
 phases=${PHASES:-}
 govmm_b=${GOVMM_B:-}
+trace=${TRACE:-}
 work_rel=build/bench-io
 tap=gbench0
 mac=52:54:00:00:02:02
@@ -75,6 +81,8 @@ if [[ "${1:-}" != --inside ]]; then
       die "bin/govmm has no --disk/--net options yet, so its half cannot run; VMMS=qemu runs the QEMU half alone"
     fi
   fi
+  # perf must be on this host: the test bed runs its root file system.
+  [[ -n "$trace" ]] && { scripts/install-deps.sh bench || die "TRACE needs perf (scripts/install-deps.sh bench, as root)"; }
   if [[ -n "$govmm_b" ]]; then
     has_vmm govmm || die "GOVMM_B needs govmm in VMMS"
     [[ -x "$govmm_b" ]] || die "GOVMM_B: $govmm_b is not an executable file"
@@ -112,7 +120,7 @@ EOF
   # ends the run after seven silent minutes instead of an hour.
   exec scripts/nested-run.sh --host-root --cpus 3 --mem 3072 --timeout 3600 --idle-timeout 420 \
     --env RUNS="$runs" --env SECONDS_PER_PHASE="$phase_s" --env VMMS="$vmms" \
-    --env DETAIL="${DETAIL:-}" --env PHASES="$phases" --env GOVMM_B="$govmm_b" -- scripts/bench-io.sh --inside
+    --env DETAIL="${DETAIL:-}" --env PHASES="$phases" --env GOVMM_B="$govmm_b" --env TRACE="$trace" -- scripts/bench-io.sh --inside
 fi
 
 # --- inside: L1 (or a hardware-KVM host) --------------------------------------
@@ -180,6 +188,7 @@ baseline=qemu
 has_vmm qemu || baseline=govmm
 rc=0
 "$work/guestbench" host -runs "$runs" -seconds "$phase_s" -threads 4 \
-  -listen 192.0.2.1 -port 5200 -baseline "$baseline" -logs "$work_rel/logs" ${DETAIL:+-detail} ${phases:+-phases "$phases"} "${cases[@]}" || rc=$?
+  -listen 192.0.2.1 -port 5200 -baseline "$baseline" -logs "$work_rel/logs" ${DETAIL:+-detail} ${phases:+-phases "$phases"} \
+  ${trace:+-trace "$trace" -trace-dir "$work"} "${cases[@]}" || rc=$?
 echo "bench-io: each run's console is in $work_rel/logs/" >&2
 exit "$rc"

@@ -14,6 +14,7 @@
 #                 acpiexec check the generated ACPI tables), binutils (as and ld
 #                 assemble the lesson guests), gdb (the GDB stub's tests drive
 #                 the real debugger).
+#   bench         perf, for scripts/bench-io.sh TRACE=... (linux-perf).
 #   all           everything above (the default when no GROUP is given).
 #
 # Idempotent and quiet: only packages that are missing are installed
@@ -33,6 +34,7 @@ pkgs_kernel_build=(gcc make libc6-dev bc bison flex libelf-dev libssl-dev
                    xz-utils linux-source-6.1)
 
 pkgs_tests=(acpica-tools binutils gdb)
+pkgs_bench=(linux-perf)
 groups=("$@")
 [[ ${#groups[@]} -eq 0 ]] && groups=(all)
 
@@ -43,9 +45,10 @@ for g in "${groups[@]}"; do
     guests)       want+=("${pkgs_guests[@]}") ;;
     kernel-build) want+=("${pkgs_kernel_build[@]}") ;;
     tests)        want+=("${pkgs_tests[@]}") ;;
-    all)          want+=("${pkgs_testbed[@]}" "${pkgs_guests[@]}" "${pkgs_kernel_build[@]}" "${pkgs_tests[@]}") ;;
+    bench)        want+=("${pkgs_bench[@]}") ;;
+    all)          want+=("${pkgs_testbed[@]}" "${pkgs_guests[@]}" "${pkgs_kernel_build[@]}" "${pkgs_tests[@]}" "${pkgs_bench[@]}") ;;
     -h|--help)    sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) echo "install-deps: unknown group '$g' (testbed, guests, kernel-build, tests, all)" >&2; exit 2 ;;
+    *) echo "install-deps: unknown group '$g' (testbed, guests, kernel-build, tests, bench, all)" >&2; exit 2 ;;
   esac
 done
 

@@ -79,6 +79,7 @@ type hostConfig struct {
 	detail        bool     // print every counter's delta per phase
 	phases        []string // the workloads to run, in the order of phases
 	counterMissed string
+	trace         *tracer // nil without -trace
 }
 
 func hostMain(args []string) int {
@@ -96,6 +97,8 @@ func hostMain(args []string) int {
 	fs.DurationVar(&cfg.exitTimeout, "exit-timeout", time.Minute, "how long a VMM may take to exit after its guest is done")
 	fs.StringVar(&cfg.logDir, "logs", "", "keep each run's console output in this directory")
 	fs.BoolVar(&cfg.detail, "detail", false, "also print every KVM counter that moved, per request, after each phase")
+	traceList := fs.String("trace", "", "comma-separated workloads to trace with perf in the middle of each run's phase (see trace.go)")
+	traceDir := fs.String("trace-dir", os.TempDir(), "where -trace keeps perf's data files")
 	phaseList := fs.String("phases", "", "comma-separated workloads to run (default all: "+strings.Join(phases, ",")+")")
 	fs.Var(&cases, "case", "NAME=COMMAND: a VMM command booting the benchmark guest (repeatable)")
 	if err := fs.Parse(args); err != nil {
@@ -109,6 +112,21 @@ func hostMain(args []string) int {
 	if cfg.phases, err = parsePhases(*phaseList); err != nil {
 		fmt.Fprintf(os.Stderr, "guestbench host: -phases: %v\n", err)
 		return 2
+	}
+	if *traceList != "" {
+		traced, err := parsePhases(*traceList)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "guestbench host: -trace: %v\n", err)
+			return 2
+		}
+		cfg.trace = &tracer{phases: map[string]bool{}, dir: *traceDir}
+		for _, p := range traced {
+			cfg.trace.phases[p] = true
+		}
+		if err := cfg.trace.check(); err != nil {
+			fmt.Fprintf(os.Stderr, "guestbench host: -trace: %v\n", err)
+			return 1
+		}
 	}
 	cfg.txPort, cfg.rxPort = *port+1, *port+2
 	if cfg.ctl, err = net.Listen("tcp", net.JoinHostPort(*listen, strconv.Itoa(*port))); err != nil {
@@ -218,7 +236,7 @@ func (cfg *hostConfig) once(c *vmmCase, run int) (*session, error) {
 		return nil, withConsole(fmt.Errorf("the VMM exited (%v) before its guest called in", err))
 	}
 	defer conn.Close()
-	s, serr := cfg.serve(conn, cmd.Process.Pid)
+	s, serr := cfg.serve(conn, cmd.Process.Pid, fmt.Sprintf("%s-%d", c.name, run+1))
 	if serr != nil {
 		// The guest stopped answering while its VMM may still run:
 		// leave evidence of which side is stuck before it is killed.
@@ -256,8 +274,8 @@ func (cfg *hostConfig) once(c *vmmCase, run int) (*session, error) {
 }
 
 // serve speaks the control protocol with one guest, whose VMM is process
-// vmm.
-func (cfg *hostConfig) serve(conn net.Conn, vmm int) (*session, error) {
+// vmm; label names the run in trace files.
+func (cfg *hostConfig) serve(conn net.Conn, vmm int, label string) (*session, error) {
 	r := bufio.NewReader(conn)
 	// Generous: a phase runs -seconds, plus whatever a slow guest needs.
 	deadline := func() {
@@ -312,6 +330,10 @@ func (cfg *hostConfig) serve(conn net.Conn, vmm int) (*session, error) {
 			if err := send("go"); err != nil {
 				return nil, err
 			}
+			var traced *window
+			if cfg.trace != nil && cfg.trace.phases[rest] {
+				traced = cfg.trace.record(label+"-"+rest, time.Duration(cfg.seconds*float64(time.Second)))
+			}
 			line, err := recv()
 			if err != nil {
 				return nil, err
@@ -348,6 +370,15 @@ func (cfg *hostConfig) serve(conn net.Conn, vmm int) (*session, error) {
 					}
 				}
 				printDetail(rest, p.ops, allBefore, allAfter)
+			}
+			if traced != nil {
+				// After the phase, so that perf script's work does not
+				// count in it. A trace that fails costs the run nothing.
+				out, err := traced.report(rest, vmm, p.ops, p.elapsed)
+				if err != nil {
+					out = fmt.Sprintf("guestbench host: trace %s: %v\n", rest, err)
+				}
+				fmt.Fprint(os.Stderr, out)
 			}
 			if err := send("ok"); err != nil {
 				return nil, err
