@@ -140,14 +140,10 @@ func analyzeTrace(r io.Reader, vmm int) (*traceReport, error) {
 				vcpus[tid] = v
 			}
 			v.inGuest, v.cpu = false, cpu
+			// "vcpu 0 reason io rip 0x... info1 ...": the word after "reason".
 			reason := "?"
-			if f := strings.Fields(fields); len(f) > 0 {
-				for i := range len(f) - 1 {
-					if f[i] == "reason" {
-						reason = f[i+1]
-						break
-					}
-				}
+			if _, rest, ok := strings.Cut(fields, "reason "); ok {
+				reason, _, _ = strings.Cut(rest, " ")
 			}
 			rep.exits[reason]++
 			// SVM names it "interrupt", VMX "EXTERNAL_INTERRUPT".
