@@ -151,7 +151,10 @@ func FuzzTX(f *testing.F) {
 		}
 		var chains []sent
 		budget := fuzzBudget
-		for len(in) > 0 && len(chains) < fuzzQueueSize && sq.d.FreeDescriptors() >= 4 {
+		// A chain takes up to four readable buffers and an ignored
+		// writable one.
+		const maxChainBuffers = 5
+		for len(in) > 0 && len(chains) < fuzzQueueSize && sq.d.FreeDescriptors() >= maxChainBuffers {
 			shape := in.u8()
 			n := int(shape%4) + 1
 			indirect := shape&0x80 != 0 && feat.Has(virtio.VIRTIO_F_INDIRECT_DESC)
