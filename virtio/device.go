@@ -108,6 +108,26 @@ type Queue struct {
 	// queue (§2.7.7), on the MSI-X vector the driver chose or INTx. Call
 	// it when Publish or Push says so. Safe from any goroutine.
 	Interrupt func()
+	// InterruptLine, if not nil, says where Interrupt sends the
+	// notification at the moment: queues whose lines are equal reach
+	// the driver through the same interrupt, so a notification sent for
+	// one of them makes the driver look at all of them. The line is an
+	// MSI-X vector, which the driver may map to several queues
+	// (§4.1.5.1.2) and whose handler then checks each of them (Linux's
+	// vp_vring_interrupt), or INTx#, after which the driver reads the ISR
+	// status, whose one queue bit stands for every queue (§4.1.4.5).
+	// Safe from any goroutine.
+	InterruptLine func() uint32
+}
+
+// SharesInterrupt reports whether an interrupt sent for q now also tells
+// the driver about o's used buffers, because both go to the same line
+// (see InterruptLine). It is false if either transport cannot tell.
+func (q *Queue) SharesInterrupt(o *Queue) bool {
+	if q == nil || o == nil || q.InterruptLine == nil || o.InterruptLine == nil {
+		return false
+	}
+	return q.InterruptLine() == o.InterruptLine()
 }
 
 // ServeFunc serves one descriptor chain: it reads the request from c's
@@ -150,16 +170,16 @@ func Drain(q *Queue, c *DescChain, serve ServeFunc) error {
 	return DrainNotifying(q, c, serve, nil)
 }
 
-// DrainNotifying is Drain, calling notified (unless nil) on the worker's
-// goroutine right after each interrupt it sends: a device with another
-// interrupt to send can send it then, while the vCPU is stopping for the
-// first anyway (virtio-net's receive interrupt, see its rxHold).
-func DrainNotifying(q *Queue, c *DescChain, serve ServeFunc, notified func()) error {
-	interrupt := func() {
-		q.Interrupt()
-		if notified != nil {
-			notified()
-		}
+// DrainNotifying is Drain with the device's own used buffer notification:
+// it calls notify, on the worker's goroutine, wherever Drain would call
+// q.Interrupt. notify must send q's notification; a device with others
+// waiting can send them right after it, while the vCPU stops for it
+// anyway, or let it stand for them where one interrupt covers both
+// (virtio-net's receive interrupt, see its rxHold).
+func DrainNotifying(q *Queue, c *DescChain, serve ServeFunc, notify func()) error {
+	interrupt := q.Interrupt
+	if notify != nil {
+		interrupt = notify
 	}
 	eager := q.EventIdx()
 	for {

@@ -50,6 +50,15 @@ type activation struct {
 	hold rxHold
 }
 
+// queue returns queue i of the activation, or nil if the driver did not
+// enable it.
+func (run *activation) queue(i int) *virtio.Queue {
+	if i >= len(run.act.Queues) {
+		return nil
+	}
+	return run.act.Queues[i]
+}
+
 // New returns a network device with the address in opts (or one derived
 // from opts.TapName) that sends and receives through backend. The device
 // owns the backend from then on: Close closes it.
@@ -98,9 +107,9 @@ func (d *Device) QueueMaxSizes() []uint16 {
 // ACKs) come back on the receive queue as the transmit queue completes
 // its packets, and the other way round while it receives; with one
 // vector, the interrupt either queue sends makes the driver collect both,
-// where two vectors would interrupt the guest twice. It also makes the
-// receive notification that rxHold sends right after a transmit one
-// nearly free (see transmitter.letHeldGo).
+// where two vectors would interrupt the guest twice. It also lets a
+// transmit interrupt stand for the receive notification that rxHold held
+// back (see transmitter.txInterrupt).
 func (d *Device) ShareQueueInterrupt() bool { return true }
 
 // config returns struct virtio_net_config as the driver sees it now.

@@ -90,6 +90,11 @@ type harness struct {
 	configs  atomic.Int64 // configuration change notifications
 	fails    chan error
 	logs     *syncBuffer
+	// lines, if set before activate, are the queues' interrupt lines
+	// (virtio.Queue.InterruptLine); onIRQ, if set, runs at each
+	// interrupt of a queue, with the queue's index.
+	lines *[numQueues]uint32
+	onIRQ func(queue int)
 
 	rxBufs  map[uint16][]virtiotest.Buf // buffers of each posted receive chain
 	rxTaken uint16                      // used receive chains taken
@@ -146,7 +151,16 @@ func (h *harness) activate() {
 	queues := make([]*virtio.Queue, numQueues)
 	for i, cfg := range []virtio.QueueConfig{rxCfg, txCfg} {
 		q := &virtio.Queue{Index: i, Virtqueue: new(virtio.Virtqueue), Kick: h.kicks[i]}
-		q.Interrupt = func() { h.irqs[i].Add(1) }
+		q.Interrupt = func() {
+			if h.onIRQ != nil {
+				h.onIRQ(i)
+			}
+			h.irqs[i].Add(1)
+		}
+		if h.lines != nil {
+			line := h.lines[i]
+			q.InterruptLine = func() uint32 { return line }
+		}
 		require.NoError(h.t, q.Enable(h.mem, cfg))
 		queues[i] = q
 	}

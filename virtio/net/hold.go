@@ -5,8 +5,9 @@ import "sync/atomic"
 // rxHold lets the transmit worker hold back the receive queue's used
 // buffer notifications while it drains the transmit queue, and send them
 // itself: with its own next interrupt (KVM kicks a running vCPU out once
-// for both), after maxHeldPackets packets, or when the batch ends,
-// whichever comes first.
+// for both), or as that interrupt where both queues share a line, after
+// maxHeldPackets packets, or when the batch ends, whichever comes first
+// (see transmitter.txInterrupt).
 //
 // Why: while a guest sends a TCP stream, the host's ACKs come back through
 // the tap while the transmit worker is still writing the guest's packets

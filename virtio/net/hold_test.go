@@ -135,6 +135,51 @@ func TestRXInterruptWaitsForTheTransmitInterrupt(t *testing.T) {
 	h.noFail()
 }
 
+// With both queues on one line, as Device.ShareQueueInterrupt asks, the
+// transmit interrupt is the held receive notification too: no receive
+// interrupt goes out, and the ACK was in the used ring before the transmit
+// interrupt, so the driver finds it.
+func TestTransmitInterruptStandsForHeldRXOnASharedLine(t *testing.T) {
+	h := newHarness(t, allFeatures())
+	h.lines = &[numQueues]uint32{5, 5}
+	var rxUsedAtTXIRQ atomic.Int64
+	rxUsedAtTXIRQ.Store(-1)
+	h.onIRQ = func(q int) {
+		if q == transmitq1 && h.irqs[transmitq1].Load() == 0 {
+			rxUsedAtTXIRQ.Store(int64(h.rxd.UsedIdx()))
+		}
+	}
+	h.activate()
+	h.postRX(make4K(20)...)
+	h.rxArrivesDuringWrite(1, func(int) {})
+	for i := range 3 {
+		h.addTX(packet(Header{}, frame(200, byte(i))))
+	}
+	h.kickTX()
+	h.waitUsed(h.txd, 3)
+	assert.Equal(t, int64(1), h.irqs[transmitq1].Load(), "transmit interrupts after the first packet")
+	assert.Equal(t, int64(1), rxUsedAtTXIRQ.Load(), "the ACK published before the transmit interrupt")
+	time.Sleep(20 * time.Millisecond)
+	assert.Zero(t, h.irqs[receiveq1].Load(), "receive interrupts beside the shared one")
+	_, got := h.takeRXPacket()
+	assert.Equal(t, frame(60, 1), got)
+
+	// On lines of their own the receive interrupt follows the transmit
+	// one, as without lines (TestRXInterruptWaitsForTheTransmitInterrupt).
+	h = newHarness(t, allFeatures())
+	h.lines = &[numQueues]uint32{5, 6}
+	h.activate()
+	h.postRX(make4K(20)...)
+	h.rxArrivesDuringWrite(1, func(int) {})
+	for i := range 3 {
+		h.addTX(packet(Header{}, frame(200, byte(i))))
+	}
+	h.kickTX()
+	h.waitUsed(h.txd, 3)
+	require.Eventually(t, func() bool { return h.irqs[receiveq1].Load() == 1 }, waitFor, time.Millisecond)
+	h.noFail()
+}
+
 func TestRXInterruptWaitsAtMostMaxHeldPackets(t *testing.T) {
 	// The driver wants no transmit interrupt in this batch, so the held
 	// receive interrupt goes after maxHeldPackets packets, not at the end

@@ -21,9 +21,10 @@ type transmitter struct {
 	// send (§5.1.6.2.1).
 	csum, tso4, tso6, ecn bool
 
-	chain virtio.DescChain // reused for every chain: no allocation per packet
-	serve virtio.ServeFunc // t.sendHeld, bound once
-	sent  uint64           // packets sent, for rxHold's bound
+	chain     virtio.DescChain // reused for every chain: no allocation per packet
+	serve     virtio.ServeFunc // t.sendHeld, bound once
+	interrupt func()           // t.txInterrupt, bound once
+	sent      uint64           // packets sent, for rxHold's bound
 	// hdr is the device's own copy of the packet's header. The buffers
 	// are guest RAM, which a hostile guest can change while the device
 	// works, so the header is checked and handed to the backend from
@@ -45,6 +46,7 @@ func newTransmitter(d *Device, run *activation, q *virtio.Queue) *transmitter {
 		iov:  make([][]byte, 0, MaxBuffers),
 	}
 	t.serve = t.sendHeld
+	t.interrupt = t.txInterrupt
 	return t
 }
 
@@ -53,7 +55,7 @@ func newTransmitter(d *Device, run *activation, q *virtio.Queue) *transmitter {
 // if any, when it is done (see rxHold).
 func (t *transmitter) drain() error {
 	t.run.hold.begin()
-	err := virtio.DrainNotifying(t.q, &t.chain, t.serve, t.letHeldGo)
+	err := virtio.DrainNotifying(t.q, &t.chain, t.serve, t.interrupt)
 	if t.run.hold.release(false) {
 		t.rxInterrupt()
 	}
@@ -71,15 +73,32 @@ func (t *transmitter) sendHeld(c *virtio.DescChain) (uint32, error) {
 	return n, err
 }
 
+// txInterrupt sends the transmit queue's used buffer notification, which
+// also settles a held receive notification: KVM kicks a running vCPU out
+// of the guest once for both (the second finds it already leaving,
+// kvm_vcpu_kick), where the receive interrupt alone, later, would stop it
+// again.
+//
+// Where both queues share a line (Device.ShareQueueInterrupt asks for
+// that), the one interrupt is the receive queue's notification too: the
+// driver looks at every queue behind the vector. The held notification is
+// taken before the message goes out, so every receive publish it stands
+// for came before the message (the receive worker publishes, then marks
+// the notification held); a publish after the take holds a notification
+// again, for later. Otherwise the receive interrupt follows the transmit
+// one at once.
+func (t *transmitter) txInterrupt() {
+	if t.q.SharesInterrupt(t.run.queue(receiveq1)) {
+		t.run.hold.release(true)
+		t.q.Interrupt()
+		return
+	}
+	t.q.Interrupt()
+	t.letHeldGo()
+}
+
 // letHeldGo sends the held receive interrupt, if any, while the batch goes
-// on. The transmitter also calls it right after each transmit interrupt:
-// KVM kicks a running vCPU out of the guest once for both (the second
-// finds it already leaving, kvm_vcpu_kick), where the receive interrupt
-// alone, later, would stop it again. With both queues on one MSI-X vector
-// (Device.ShareQueueInterrupt) the second message usually even finds the
-// first one still pending in the local APIC's IRR, which holds one bit
-// per vector, and so is no second interrupt at all (Intel SDM Vol. 3A
-// §11.8.4).
+// on.
 func (t *transmitter) letHeldGo() {
 	if t.run.hold.release(true) {
 		t.rxInterrupt()
@@ -89,7 +108,7 @@ func (t *transmitter) letHeldGo() {
 // rxInterrupt sends the receive queue's used buffer notification that
 // the receive worker left to the transmitter.
 func (t *transmitter) rxInterrupt() {
-	if q := t.run.act.Queues[receiveq1]; q != nil {
+	if q := t.run.queue(receiveq1); q != nil {
 		q.Interrupt()
 	}
 }

@@ -336,10 +336,11 @@ func (t *Transport) activateLocked() {
 			return
 		}
 		queues[i] = &virtio.Queue{
-			Index:     i,
-			Virtqueue: vq,
-			Kick:      t.kicks[i],
-			Interrupt: func() { t.queueInterrupt(epoch, i) },
+			Index:         i,
+			Virtqueue:     vq,
+			Kick:          t.kicks[i],
+			Interrupt:     func() { t.queueInterrupt(epoch, i) },
+			InterruptLine: func() uint32 { return t.queueLine(i) },
 		}
 	}
 	err := t.dev.Activate(&virtio.Activation{

@@ -15,6 +15,24 @@ func (t *Transport) queueInterrupt(epoch uint64, i int) {
 	t.notify(t.queues[i].msixVector.Load(), VIRTIO_PCI_ISR_QUEUE)
 }
 
+// lineINTx is queueLine's answer while MSI-X is disabled. It lies above
+// every MSI-X vector number, which are 16-bit (VIRTIO_MSI_NO_VECTOR is the
+// largest).
+const lineINTx = 1 << 16
+
+// queueLine is Queue.InterruptLine for queue i: the MSI-X vector the
+// driver mapped the queue to, or lineINTx while MSI-X is disabled. Then
+// every queue's notification asserts INTx# and sets the one queue bit of
+// the ISR status, after which the driver checks all its queues (§4.1.4.5,
+// §4.1.5.4). Two queues mapped to VIRTIO_MSI_NO_VECTOR share that line
+// too: no interrupt reaches the driver for either.
+func (t *Transport) queueLine(i int) uint32 {
+	if !t.msix.Enabled() {
+		return lineINTx
+	}
+	return t.queues[i].msixVector.Load()
+}
+
 // configChanged is Activation.ConfigChanged: the device changed its
 // configuration space. config_generation changes first ("The device
 // changes this every time the configuration noticeably changes",

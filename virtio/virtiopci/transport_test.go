@@ -698,10 +698,47 @@ func TestSharedQueueVector(t *testing.T) {
 	assert.Equal(t, 3, r.router.count(queueVector))
 	assert.Equal(t, 3, r.router.total())
 
+	assert.True(t, a.Queues[0].SharesInterrupt(a.Queues[2]), "one vector, one line")
+
 	// Declining keeps a vector per queue.
 	r = newRig(t, sharingDevice{newFakeDevice(8, 8, 8), false})
 	r.probe()
 	assert.EqualValues(t, 4, r.msixTableSize(), "table size")
+}
+
+// A queue's interrupt line is the vector the driver mapped it to, and
+// INTx#, shared by all queues, while MSI-X is off.
+func TestQueueInterruptLines(t *testing.T) {
+	dev := newFakeDevice(8, 8, 8)
+	r := newRig(t, dev)
+	r.probe()
+	require.True(t, r.negotiate(defaultFeatures))
+	for i, vector := range []uint16{1, 2, 2} {
+		r.setupQueue(uint16(i), 8, vector, ramStart+uint64(i)*0x10000, defaultFeatures)
+	}
+	r.addStatus(sDriverOK)
+	a := dev.activation()
+	require.NotNil(t, a)
+	q0, q1, q2 := a.Queues[0], a.Queues[1], a.Queues[2]
+	assert.True(t, q0.SharesInterrupt(q1), "MSI-X off: every queue raises INTx#")
+	q0.Interrupt()
+	assert.True(t, r.intx().Level())
+	assert.EqualValues(t, 1, r.readISR(), "the queue bit, for any queue")
+
+	r.enableMSIX(3)
+	assert.False(t, q0.SharesInterrupt(q1), "vectors 1 and 2")
+	assert.True(t, q1.SharesInterrupt(q2), "both on vector 2")
+	assert.True(t, q2.SharesInterrupt(q1))
+	q1.Interrupt()
+	q2.Interrupt()
+	assert.Equal(t, 2, r.router.count(2))
+	assert.Zero(t, r.router.count(1))
+
+	// The driver may move a queue to another vector; the line follows.
+	r.write16(commonQSelect, 2)
+	r.write16(commonQMSIX, 1)
+	assert.True(t, q0.SharesInterrupt(q2), "queue 2 moved to vector 1")
+	assert.False(t, q1.SharesInterrupt(q2))
 }
 
 func TestResetRestoresDefaults(t *testing.T) {
