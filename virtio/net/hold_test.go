@@ -135,6 +135,19 @@ func TestRXInterruptWaitsForTheTransmitInterrupt(t *testing.T) {
 	h.noFail()
 }
 
+// sendThreeWithAnACK has the driver send three packets while an ACK comes
+// in during the first one's write, and waits until all three are sent.
+func (h *harness) sendThreeWithAnACK() {
+	h.t.Helper()
+	h.postRX(make4K(20)...)
+	h.rxArrivesDuringWrite(1, func(int) {})
+	for i := range 3 {
+		h.addTX(packet(Header{}, frame(200, byte(i))))
+	}
+	h.kickTX()
+	h.waitUsed(h.txd, 3)
+}
+
 // With both queues on one line, as Device.ShareQueueInterrupt asks, the
 // transmit interrupt is the held receive notification too: no receive
 // interrupt goes out, and the ACK was in the used ring before the transmit
@@ -150,13 +163,7 @@ func TestTransmitInterruptStandsForHeldRXOnASharedLine(t *testing.T) {
 		}
 	}
 	h.activate()
-	h.postRX(make4K(20)...)
-	h.rxArrivesDuringWrite(1, func(int) {})
-	for i := range 3 {
-		h.addTX(packet(Header{}, frame(200, byte(i))))
-	}
-	h.kickTX()
-	h.waitUsed(h.txd, 3)
+	h.sendThreeWithAnACK()
 	assert.Equal(t, int64(1), h.irqs[transmitq1].Load(), "transmit interrupts after the first packet")
 	assert.Equal(t, int64(1), rxUsedAtTXIRQ.Load(), "the ACK published before the transmit interrupt")
 	time.Sleep(20 * time.Millisecond)
@@ -169,13 +176,7 @@ func TestTransmitInterruptStandsForHeldRXOnASharedLine(t *testing.T) {
 	h = newHarness(t, allFeatures())
 	h.lines = &[numQueues]uint32{5, 6}
 	h.activate()
-	h.postRX(make4K(20)...)
-	h.rxArrivesDuringWrite(1, func(int) {})
-	for i := range 3 {
-		h.addTX(packet(Header{}, frame(200, byte(i))))
-	}
-	h.kickTX()
-	h.waitUsed(h.txd, 3)
+	h.sendThreeWithAnACK()
 	require.Eventually(t, func() bool { return h.irqs[receiveq1].Load() == 1 }, waitFor, time.Millisecond)
 	h.noFail()
 }
