@@ -1,18 +1,13 @@
 package virtiopci
 
-import "github.com/govmm/govmm/virtio"
-
 // Notifications from the device to the driver (§4.1.5.3, §4.1.5.4). These
 // run on the device's goroutines (and on vCPU goroutines when the
 // transport itself fails the device) and never take t.mu.
 
-// queueInterrupt sends a used buffer notification for queue i, made by an
-// activation of epoch epoch. On the MSI-X path it allocates nothing.
-func (t *Transport) queueInterrupt(epoch uint64, i int) {
-	if t.epoch.Load() != epoch {
-		return // the device was reset since: the notification is stale
-	}
-	t.notify(t.queues[i].msixVector.Load(), VIRTIO_PCI_ISR_QUEUE)
+// queueInterrupt sends a used buffer notification for queue i
+// (transport.Interrupts.Queue). On the MSI-X path it allocates nothing.
+func (t *Transport) queueInterrupt(i int) {
+	t.notify(t.queueVectors[i].Load(), VIRTIO_PCI_ISR_QUEUE)
 }
 
 // lineINTx is queueLine's answer while MSI-X is disabled. It lies above
@@ -30,42 +25,7 @@ func (t *Transport) queueLine(i int) uint32 {
 	if !t.msix.Enabled() {
 		return lineINTx
 	}
-	return t.queues[i].msixVector.Load()
-}
-
-// configChanged is Activation.ConfigChanged: the device changed its
-// configuration space. config_generation changes first ("The device
-// changes this every time the configuration noticeably changes",
-// §4.1.4.3), so that a driver that sees the interrupt and rereads the
-// configuration also sees a new generation: a driver reads the generation
-// before and after reading several fields and retries if it changed
-// (§2.5).
-func (t *Transport) configChanged(epoch uint64) {
-	if t.epoch.Load() != epoch {
-		return
-	}
-	t.configGeneration.Add(1)
-	t.configInterrupt()
-}
-
-// fail is Activation.Fail: the device hit an error it cannot recover from.
-func (t *Transport) fail(epoch uint64, err error) {
-	if t.epoch.Load() != epoch {
-		return
-	}
-	t.needsReset(err)
-}
-
-// needsReset logs err, sets DEVICE_NEEDS_RESET and, if the driver has set
-// DRIVER_OK, tells it with a configuration change notification: "If
-// DRIVER_OK is set, after it sets DEVICE_NEEDS_RESET, the device MUST send
-// a device configuration change notification to the driver" (§2.1.2).
-func (t *Transport) needsReset(err error) {
-	t.log.Warn("virtio: device needs reset", "err", err)
-	old := t.status.Or(virtio.VIRTIO_CONFIG_S_NEEDS_RESET)
-	if old&virtio.VIRTIO_CONFIG_S_DRIVER_OK != 0 {
-		t.configInterrupt()
-	}
+	return t.queueVectors[i].Load()
 }
 
 // configInterrupt sends a configuration change notification. "The device

@@ -246,25 +246,3 @@ const (
 	// addresses fit in theirs.
 	MaxQueues = regionSize/16 - 1
 )
-
-// transportFeatures are the feature bits the transport offers for every
-// device (§6): VIRTIO_F_VERSION_1 because this is the modern interface
-// ("A device MUST offer VIRTIO_F_VERSION_1", §6.1), and the two
-// virtqueue features package virtio implements. VIRTIO_F_RING_RESET and
-// VIRTIO_F_NOTIFICATION_DATA are not offered, so queue_reset and
-// queue_notify_data read 0.
-var transportFeatures = virtio.Features(0).
-	With(virtio.VIRTIO_F_VERSION_1).
-	With(virtio.VIRTIO_F_INDIRECT_DESC).
-	With(virtio.VIRTIO_F_EVENT_IDX)
-
-// deviceTypeFeatures are the bits a device type may define (§6: bits 0 to
-// 23 and 50 to 127; bits 24 to 49 are reserved for the transport and the
-// queues). The transport masks Device.Features with it, so a device cannot
-// offer a queue feature the transport does not implement.
-const deviceTypeFeatures = virtio.Features(1<<24-1) | ^virtio.Features(1<<50-1)
-
-// featureWords is how many 32-bit words of feature bits the registers
-// reach: bits 0 to 127 (§6), selected by device_feature_select and
-// driver_feature_select.
-const featureWords = 4

@@ -9,9 +9,9 @@ import (
 	"sync/atomic"
 
 	"github.com/govmm/govmm/devices/pci"
-	"github.com/govmm/govmm/internal/eventfd"
 	"github.com/govmm/govmm/machine/memory"
 	"github.com/govmm/govmm/virtio"
+	"github.com/govmm/govmm/virtio/transport"
 )
 
 // le is the byte order of every virtio structure: the modern interface's
@@ -35,29 +35,14 @@ type Config struct {
 	Name string
 }
 
-// queueRegs are the registers of one virtqueue (§4.1.4.3, the second half
-// of struct virtio_pci_common_cfg), as the driver programs them through
-// queue_select.
-type queueRegs struct {
-	size   uint16 // queue_size
-	enable bool   // queue_enable
-	desc   uint64 // queue_desc: the Descriptor Area
-	driver uint64 // queue_driver: the Driver Area (available ring)
-	device uint64 // queue_device: the Device Area (used ring)
-	// msixVector is queue_msix_vector. Device goroutines read it on
-	// every interrupt, so it is atomic rather than guarded by mu.
-	msixVector atomic.Uint32
-}
-
 // Transport is a virtio device on the PCI bus: the PCI function's
 // configuration space and BAR 0 with the virtio structures in it. It
-// implements pci.Device and pci.DoorbellDevice.
+// implements pci.Device and pci.DoorbellDevice. The registers all
+// transports share live in a transport.Core; the Transport adds where PCI
+// puts them and how it interrupts.
 type Transport struct {
-	dev      virtio.Device
-	mem      *memory.Guest
-	log      *slog.Logger // names the device in every record
-	maxSizes []uint16     // the device's maximum queue sizes
-	offered  [featureWords]uint32
+	core *transport.Core
+	log  *slog.Logger // names the device in every record
 
 	cs        *pci.ConfigSpace
 	bar       *pci.Mux        // BAR 0's handler
@@ -65,39 +50,22 @@ type Transport struct {
 	msix      *pci.MSIXTable
 	pciCfgCap uint16 // offset of the VIRTIO_PCI_CAP_PCI_CFG capability
 
-	// kicks are the queues' Kick eventfds. They live as long as the
-	// Transport, so that the machine can attach ioeventfds to them once.
-	kicks []*eventfd.EventFD
-
-	// State shared with the device's goroutines, which interrupt, fail
-	// and change the configuration without taking mu.
+	// State shared with the device's goroutines, which interrupt without
+	// taking mu.
 	//
-	// epoch counts resets. The callbacks an Activation gets remember the
-	// epoch they were made in and do nothing once it has passed, so a
-	// late call from a stopped device cannot touch the next activation.
-	epoch atomic.Uint64
-	// status is device_status (§2.1). The driver changes it through the
-	// common configuration, the device sets DEVICE_NEEDS_RESET.
-	status atomic.Uint32
-	// configGeneration is config_generation (§4.1.4.3): bumped on every
-	// configuration change, so that a driver that reads a multi-field
-	// configuration can tell that it changed under it.
-	configGeneration atomic.Uint32
-	configVector     atomic.Uint32 // config_msix_vector
+	// configVector is config_msix_vector and queueVectors each queue's
+	// queue_msix_vector (§4.1.4.3). Device goroutines read them on every
+	// interrupt, so they are atomic rather than guarded by mu.
+	configVector atomic.Uint32
+	queueVectors []atomic.Uint32
 
 	// isrMu orders changes to isr with the INTx# level that follows it.
 	isrMu sync.Mutex
 	isr   uint8 // ISR status (§4.1.4.5)
 
 	// mu serialises the driver's register accesses (vCPU goroutines) and
-	// guards what follows.
-	mu                  sync.Mutex
-	closed              bool
-	deviceFeatureSelect uint32
-	driverFeatureSelect uint32
-	driverFeatures      [featureWords]uint32 // driver_feature, by select
-	queueSelect         uint16
-	queues              []queueRegs
+	// guards core's registers.
+	mu sync.Mutex
 }
 
 // Interface checks.
@@ -113,9 +81,6 @@ func New(cfg Config) (*Transport, error) {
 	if cfg.Device == nil {
 		return nil, errors.New("virtiopci: no device")
 	}
-	if cfg.Mem == nil {
-		return nil, errors.New("virtiopci: no guest memory")
-	}
 	id := cfg.Device.DeviceID()
 	name := cfg.Name
 	if name == "" {
@@ -124,44 +89,41 @@ func New(cfg Config) (*Transport, error) {
 	if id == 0 || id > MaxVirtioDeviceID {
 		return nil, fmt.Errorf("virtiopci: %s: device ID %d does not fit the PCI device ID range", name, id)
 	}
-	sizes := append([]uint16(nil), cfg.Device.QueueMaxSizes()...)
-	if len(sizes) == 0 || len(sizes) > MaxQueues {
-		return nil, fmt.Errorf("virtiopci: %s: %d queues, want 1 to %d", name, len(sizes), MaxQueues)
-	}
-	for i, s := range sizes {
-		if s == 0 || s > virtio.MaxQueueSize || s&(s-1) != 0 {
-			return nil, fmt.Errorf("virtiopci: %s: queue %d: maximum size %d is not a power of 2 up to %d",
-				name, i, s, virtio.MaxQueueSize)
-		}
-	}
 	log := cfg.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	t := &Transport{
-		dev:      cfg.Device,
-		mem:      cfg.Mem,
-		log:      log.With("device", name),
-		maxSizes: sizes,
-		queues:   make([]queueRegs, len(sizes)),
-		bar:      &pci.Mux{},
+		log: log.With("device", name),
+		bar: &pci.Mux{},
 	}
-	offered := cfg.Device.Features()&deviceTypeFeatures | transportFeatures
-	t.offered[0], t.offered[1] = uint32(offered), uint32(offered>>32)
-
-	if err := t.buildConfigSpace(id, cfg.Router); err != nil {
+	core, err := transport.New(transport.Config{
+		Device:    cfg.Device,
+		Mem:       cfg.Mem,
+		Log:       t.log,
+		MaxQueues: MaxQueues,
+		Interrupts: transport.Interrupts{
+			Queue:  t.queueInterrupt,
+			Line:   t.queueLine,
+			Config: t.configInterrupt,
+		},
+		OnReset: t.resetInterrupts,
+	})
+	if err != nil {
 		return nil, fmt.Errorf("virtiopci: %s: %w", name, err)
 	}
-	for range sizes {
-		k, err := eventfd.New()
-		if err != nil {
-			t.closeKicks()
-			return nil, fmt.Errorf("virtiopci: %s: %w", name, err)
+	t.core = core
+	t.queueVectors = make([]atomic.Uint32, core.NumQueues())
+	if err := t.buildConfigSpace(id, cfg.Router); err != nil {
+		// Not Close: that resets the function, which has no
+		// configuration space yet; no driver has touched the device.
+		for _, k := range core.Kicks() {
+			k.Close()
 		}
-		t.kicks = append(t.kicks, k)
+		return nil, fmt.Errorf("virtiopci: %s: %w", name, err)
 	}
 	t.mu.Lock()
-	t.resetRegistersLocked()
+	t.resetInterrupts()
 	t.mu.Unlock()
 	return t, nil
 }
@@ -179,10 +141,10 @@ const sharedQueueVectors = 2
 // in drivers/virtio/virtio_pci_common.c). So a device gets one vector per
 // queue and one more, unless it asks to share, and then two.
 func (t *Transport) msixVectors() int {
-	if s, ok := t.dev.(virtio.QueueInterruptSharer); ok && s.ShareQueueInterrupt() {
+	if s, ok := t.core.Device().(virtio.QueueInterruptSharer); ok && s.ShareQueueInterrupt() {
 		return sharedQueueVectors
 	}
-	return len(t.maxSizes) + 1
+	return t.core.NumQueues() + 1
 }
 
 // deviceName names a device type for logs.
@@ -231,7 +193,7 @@ func (t *Transport) buildConfigSpace(id uint16, router pci.MSIRouter) error {
 	// capability, a device-specific configuration capability if its type
 	// has a configuration (all of ours may), and a PCI configuration
 	// access capability (§4.1.4.3 to §4.1.4.6, §4.1.4.9).
-	notifyLength := uint32(len(t.maxSizes)) * NotifyOffMultiplier
+	notifyLength := uint32(t.core.NumQueues()) * NotifyOffMultiplier
 	// The two notify capabilities come in the order of preference
 	// (§4.1.4.1): port I/O first (see NotifyIOBARIndex).
 	caps := []struct {
@@ -336,8 +298,9 @@ func (t *Transport) MSIX() *pci.MSIXTable { return t.msix }
 // and the notify port that all queues share, where only a 16-bit write of
 // the queue's index counts (§4.1.5.2).
 func (t *Transport) Doorbells() []pci.Doorbell {
-	d := make([]pci.Doorbell, 0, 2*len(t.kicks))
-	for i, k := range t.kicks {
+	kicks := t.core.Kicks()
+	d := make([]pci.Doorbell, 0, 2*len(kicks))
+	for i, k := range kicks {
 		d = append(d,
 			pci.Doorbell{BAR: BARIndex, Offset: notifyAddress(i), Size: 0, FD: k.FD()},
 			pci.Doorbell{BAR: NotifyIOBARIndex, Offset: 0, Size: notifyIOLength, Match: true, Data: uint64(i), FD: k.FD()})
@@ -356,20 +319,7 @@ func notifyAddress(i int) uint64 { return NotifyOffset + uint64(i)*NotifyOffMult
 func (t *Transport) Close() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.closed {
-		return nil
-	}
-	t.closed = true
-	t.resetLocked()
-	return t.closeKicks()
-}
-
-func (t *Transport) closeKicks() error {
-	var errs []error
-	for _, k := range t.kicks {
-		errs = append(errs, k.Close())
-	}
-	return errors.Join(errs...)
+	return t.core.Close()
 }
 
 // readISR reads the ISR status register (§4.1.4.5), the only byte of its
@@ -395,8 +345,8 @@ func (t *Transport) readDeviceCfg(offset uint64, data []byte) {
 	data = clip(offset, data)
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if len(data) > 0 && !t.closed {
-		t.dev.ReadConfig(offset, data)
+	if len(data) > 0 && !t.core.Closed() {
+		t.core.Device().ReadConfig(offset, data)
 	}
 }
 
@@ -404,8 +354,8 @@ func (t *Transport) writeDeviceCfg(offset uint64, data []byte) {
 	data = clip(offset, data)
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if len(data) > 0 && !t.closed {
-		t.dev.WriteConfig(offset, data)
+	if len(data) > 0 && !t.core.Closed() {
+		t.core.Device().WriteConfig(offset, data)
 	}
 }
 
@@ -427,12 +377,7 @@ func (t *Transport) writeNotify(offset uint64, data []byte) {
 	if len(data) == 0 || offset%NotifyOffMultiplier != 0 {
 		return
 	}
-	i := offset / NotifyOffMultiplier
-	if i >= uint64(len(t.kicks)) {
-		return
-	}
-	// After Close the file is closed and Signal fails; nothing to do.
-	_ = t.kicks[i].Signal()
+	t.core.Kick(offset / NotifyOffMultiplier)
 }
 
 // writeNotifyIO takes a write to the notify port of NotifyIOBARIndex: the
@@ -444,9 +389,5 @@ func (t *Transport) writeNotifyIO(offset uint64, data []byte) {
 	if offset != 0 || len(data) < notifyIOLength {
 		return
 	}
-	i := le.Uint16(data)
-	if int(i) >= len(t.kicks) {
-		return
-	}
-	_ = t.kicks[i].Signal()
+	t.core.Kick(uint64(le.Uint16(data)))
 }
