@@ -464,6 +464,16 @@ func (c *Core) NeedsReset(err error) {
 	}
 }
 
+// Stop stops the device without resetting the registers, for a driver
+// request that the device cannot carry out while it runs, and sets
+// DEVICE_NEEDS_RESET with err as the reason. The device stays stopped
+// until the driver resets it.
+func (c *Core) Stop(err error) {
+	c.epoch.Add(1)
+	c.dev.Reset()
+	c.NeedsReset(err)
+}
+
 // Close resets the device, which stops it, and closes the Kick eventfds.
 // The machine must remove the ioeventfds on them first. Register accesses
 // after Close do nothing. Close may be called more than once.

@@ -19,87 +19,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// fakeDevice is a virtio.Device that records what the transport does to
-// it and lets a test act as the device through the Activation.
-type fakeDevice struct {
-	id          uint16
-	features    virtio.Features
-	sizes       []uint16
-	activateErr error
-
-	mu          sync.Mutex
-	config      [8]byte
-	act         *virtio.Activation
-	activations int
-	resets      int
-	maxEnd      uint64 // the furthest byte a config access reached
-}
-
-func newFakeDevice(sizes ...uint16) *fakeDevice {
-	if len(sizes) == 0 {
-		sizes = []uint16{16}
-	}
-	return &fakeDevice{id: 0x20, sizes: sizes, config: [8]byte{1, 2, 3, 4, 5, 6, 7, 8}}
-}
-
-func (d *fakeDevice) DeviceID() uint16          { return d.id }
-func (d *fakeDevice) Features() virtio.Features { return d.features }
-func (d *fakeDevice) QueueMaxSizes() []uint16   { return d.sizes }
-
-func (d *fakeDevice) ReadConfig(offset uint64, data []byte) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.maxEnd = max(d.maxEnd, offset+uint64(len(data)))
-	for i := range data {
-		if o := offset + uint64(i); o < uint64(len(d.config)) {
-			data[i] = d.config[o]
-		} else {
-			data[i] = 0
-		}
-	}
-}
-
-func (d *fakeDevice) WriteConfig(offset uint64, data []byte) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.maxEnd = max(d.maxEnd, offset+uint64(len(data)))
-	for i, v := range data {
-		if o := offset + uint64(i); o < uint64(len(d.config)) {
-			d.config[o] = v
-		}
-	}
-}
-
-func (d *fakeDevice) Activate(a *virtio.Activation) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.activateErr != nil {
-		return d.activateErr
-	}
-	d.act = a
-	d.activations++
-	return nil
-}
-
-func (d *fakeDevice) Reset() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.act = nil
-	d.resets++
-}
-
-func (d *fakeDevice) activation() *virtio.Activation {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.act
-}
-
-func (d *fakeDevice) counts() (activations, resets int) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.activations, d.resets
-}
-
 func TestIdentityAndCapabilities(t *testing.T) {
 	r := newRig(t, rng.New())
 	r.probe()
@@ -160,7 +79,7 @@ func TestIdentityAndCapabilities(t *testing.T) {
 func TestLogName(t *testing.T) {
 	var buf syncBuffer
 	tr, err := virtiopci.New(virtiopci.Config{
-		Device: newFakeDevice(),
+		Device: virtiotest.NewFakeDevice(),
 		Mem:    memory.NewFromBytes(),
 		Log:    slog.New(slog.NewTextHandler(&buf, nil)),
 		Name:   "virtio-test disk0",
@@ -183,8 +102,8 @@ func TestClassCodes(t *testing.T) {
 		virtio.VIRTIO_ID_RNG:     0xFF0000,
 		0x20:                     0xFF0000,
 	} {
-		d := newFakeDevice()
-		d.id = id
+		d := virtiotest.NewFakeDevice()
+		d.ID = id
 		tr, err := virtiopci.New(virtiopci.Config{Device: d, Mem: memory.NewFromBytes()})
 		require.NoError(t, err)
 		assert.EqualValues(t, class, tr.Config().ClassCode(), "device %d", id)
@@ -195,17 +114,17 @@ func TestClassCodes(t *testing.T) {
 
 func TestNewRejectsBadDevices(t *testing.T) {
 	mem := memory.NewFromBytes()
-	for name, d := range map[string]*fakeDevice{
-		"no queues":      {id: 4},
-		"size not pow 2": {id: 4, sizes: []uint16{12}},
-		"size 0":         {id: 4, sizes: []uint16{0}},
-		"too many":       {id: 4, sizes: make([]uint16, 256)},
-		"id 0":           {id: 0, sizes: []uint16{8}},
-		"id too big":     {id: 0x40, sizes: []uint16{8}},
+	for name, d := range map[string]*virtiotest.FakeDevice{
+		"no queues":      {ID: 4},
+		"size not pow 2": {ID: 4, Sizes: []uint16{12}},
+		"size 0":         {ID: 4, Sizes: []uint16{0}},
+		"too many":       {ID: 4, Sizes: make([]uint16, 256)},
+		"id 0":           {ID: 0, Sizes: []uint16{8}},
+		"id too big":     {ID: 0x40, Sizes: []uint16{8}},
 	} {
 		if name == "too many" {
-			for i := range d.sizes {
-				d.sizes[i] = 8
+			for i := range d.Sizes {
+				d.Sizes[i] = 8
 			}
 		}
 		_, err := virtiopci.New(virtiopci.Config{Device: d, Mem: mem})
@@ -213,7 +132,7 @@ func TestNewRejectsBadDevices(t *testing.T) {
 	}
 	_, err := virtiopci.New(virtiopci.Config{Mem: mem})
 	assert.Error(t, err)
-	_, err = virtiopci.New(virtiopci.Config{Device: newFakeDevice()})
+	_, err = virtiopci.New(virtiopci.Config{Device: virtiotest.NewFakeDevice()})
 	assert.Error(t, err)
 }
 
@@ -266,7 +185,7 @@ func TestRNGOverMSIX(t *testing.T) {
 // A doorbell signalled by KVM (here: the test, through the eventfd) works
 // like the notify write reaching the transport.
 func TestDoorbells(t *testing.T) {
-	dev := newFakeDevice(8, 8, 8)
+	dev := virtiotest.NewFakeDevice(8, 8, 8)
 	r := newRig(t, dev)
 	r.probe()
 	require.Len(t, r.notifyCaps, 2)
@@ -304,7 +223,7 @@ func TestDoorbells(t *testing.T) {
 		r.setupQueue(i, 8, noVector, ramStart+uint64(i)*0x10000, defaultFeatures)
 	}
 	r.addStatus(sDriverOK)
-	a := dev.activation()
+	a := dev.Activation()
 	require.NotNil(t, a)
 	for i, q := range a.Queues {
 		require.NotNil(t, q)
@@ -379,10 +298,10 @@ func TestRNGOverINTx(t *testing.T) {
 
 func TestConfigChange(t *testing.T) {
 	t.Run("MSI-X", func(t *testing.T) {
-		dev := newFakeDevice()
+		dev := virtiotest.NewFakeDevice()
 		r := newRig(t, dev)
 		r.bringUp(defaultFeatures)
-		a := dev.activation()
+		a := dev.Activation()
 		require.NotNil(t, a)
 		gen := r.read8(commonCfgGen)
 		done := make(chan struct{})
@@ -407,13 +326,13 @@ func TestConfigChange(t *testing.T) {
 		assert.Equal(t, gen+2, r.read8(commonCfgGen))
 	})
 	t.Run("INTx", func(t *testing.T) {
-		dev := newFakeDevice()
+		dev := virtiotest.NewFakeDevice()
 		r := newRig(t, dev)
 		r.probe()
 		require.True(t, r.negotiate(defaultFeatures))
 		r.setupQueue(0, 8, noVector, ramStart, defaultFeatures)
 		r.addStatus(sDriverOK)
-		a := dev.activation()
+		a := dev.Activation()
 		a.ConfigChanged()
 		assert.True(t, r.intx().Level())
 		a.Queues[0].Interrupt()
@@ -423,7 +342,7 @@ func TestConfigChange(t *testing.T) {
 }
 
 func TestDeviceConfigAccess(t *testing.T) {
-	dev := newFakeDevice()
+	dev := virtiotest.NewFakeDevice()
 	r := newRig(t, dev)
 	r.probe()
 	base := r.structure(capDeviceCfg)
@@ -436,16 +355,14 @@ func TestDeviceConfigAccess(t *testing.T) {
 	// the page's bytes.
 	r.mmioWrite(base+0xFFC, 8, 0x1122334455667788)
 	r.mmioRead(base+0xFFE, 8)
-	dev.mu.Lock()
-	defer dev.mu.Unlock()
-	assert.EqualValues(t, 0x1000, dev.maxEnd)
+	assert.EqualValues(t, 0x1000, dev.MaxConfigEnd())
 }
 
 func TestFeatureNegotiation(t *testing.T) {
-	dev := newFakeDevice()
+	dev := virtiotest.NewFakeDevice()
 	// A device bit, and one the transport does not implement, which it
 	// must not offer.
-	dev.features = virtio.Features(1<<5 | 1<<fRingPacked)
+	dev.Offered = virtio.Features(1<<5 | 1<<fRingPacked)
 	r := newRig(t, dev)
 	r.probe()
 
@@ -482,7 +399,7 @@ func TestFeatureNegotiation(t *testing.T) {
 	assert.EqualValues(t, uint32(want), r.read32(commonGF))
 	r.setupQueue(0, 8, noVector, ramStart, want)
 	r.addStatus(sDriverOK)
-	a := dev.activation()
+	a := dev.Activation()
 	require.NotNil(t, a)
 	assert.Equal(t, virtio.Features(want), a.Features)
 }
@@ -520,7 +437,7 @@ func TestBadQueuesAtDriverOK(t *testing.T) {
 		"address overflow": {size: 8, desc: 1<<64 - 16, avail: ramStart + 0x1000, used: ramStart + 0x2000, log: "out of range"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			dev := newFakeDevice(16)
+			dev := virtiotest.NewFakeDevice(16)
 			r := newRig(t, dev)
 			r.probe()
 			require.True(t, r.negotiate(defaultFeatures))
@@ -536,7 +453,7 @@ func TestBadQueuesAtDriverOK(t *testing.T) {
 			r.addStatus(sDriverOK)
 			assert.EqualValues(t, sAcknowledge|sDriver|sFeaturesOK|sDriverOK|sNeedsReset, r.read8(commonStatus))
 			assert.Equal(t, 1, r.router.count(1), "configuration change interrupt")
-			act, _ := dev.counts()
+			act, _ := dev.Counts()
 			assert.Zero(t, act, "device not activated")
 			r.waitLog("virtio-32", "queue 0", tc.log)
 
@@ -548,7 +465,7 @@ func TestBadQueuesAtDriverOK(t *testing.T) {
 }
 
 func TestDriverOKWithoutFeaturesOK(t *testing.T) {
-	dev := newFakeDevice()
+	dev := virtiotest.NewFakeDevice()
 	r := newRig(t, dev)
 	r.probe()
 	r.reset()
@@ -557,13 +474,13 @@ func TestDriverOKWithoutFeaturesOK(t *testing.T) {
 	r.write32(commonGF, 1)
 	r.addStatus(sDriverOK)
 	assert.NotZero(t, r.read8(commonStatus)&sNeedsReset)
-	act, _ := dev.counts()
+	act, _ := dev.Counts()
 	assert.Zero(t, act)
 }
 
 func TestActivateError(t *testing.T) {
-	dev := newFakeDevice()
-	dev.activateErr = errors.New("no backend")
+	dev := virtiotest.NewFakeDevice()
+	dev.ActivateErr = errors.New("no backend")
 	r := newRig(t, dev)
 	r.probe()
 	require.True(t, r.negotiate(defaultFeatures))
@@ -577,10 +494,10 @@ func TestActivateError(t *testing.T) {
 }
 
 func TestFail(t *testing.T) {
-	dev := newFakeDevice()
+	dev := virtiotest.NewFakeDevice()
 	r := newRig(t, dev)
 	r.bringUp(defaultFeatures)
-	a := dev.activation()
+	a := dev.Activation()
 	require.NotNil(t, a)
 	go a.Fail(errors.New("descriptor loop"))
 	r.router.waitCount(t, 1, 1)
@@ -598,7 +515,7 @@ func TestFail(t *testing.T) {
 }
 
 func TestVectorMapping(t *testing.T) {
-	r := newRig(t, newFakeDevice(8, 8)) // 3 vectors
+	r := newRig(t, virtiotest.NewFakeDevice(8, 8)) // 3 vectors
 	r.probe()
 	r.write16(commonMSIX, 2)
 	assert.EqualValues(t, 2, r.read16(commonMSIX))
@@ -628,7 +545,7 @@ func TestVectorMapping(t *testing.T) {
 
 // A queue's MSI-X vector decides where its interrupts go.
 func TestQueueInterruptRouting(t *testing.T) {
-	dev := newFakeDevice(8, 8)
+	dev := virtiotest.NewFakeDevice(8, 8)
 	r := newRig(t, dev)
 	r.probe()
 	require.True(t, r.negotiate(defaultFeatures))
@@ -636,7 +553,7 @@ func TestQueueInterruptRouting(t *testing.T) {
 	r.setupQueue(0, 8, 2, ramStart, defaultFeatures)
 	r.setupQueue(1, 8, noVector, ramStart+0x10000, defaultFeatures)
 	r.addStatus(sDriverOK)
-	a := dev.activation()
+	a := dev.Activation()
 	a.Queues[0].Interrupt()
 	a.Queues[1].Interrupt()
 	assert.Equal(t, 1, r.router.total())
@@ -658,11 +575,11 @@ func TestQueueInterruptRouting(t *testing.T) {
 	assert.Equal(t, 2, r.router.count(2))
 }
 
-// sharingDevice is a fakeDevice that asks for one interrupt for all its
-// queues, or, with share false, implements virtio.QueueInterruptSharer but
-// declines.
+// sharingDevice is a virtiotest.FakeDevice that asks for one interrupt for
+// all its queues, or, with share false, implements
+// virtio.QueueInterruptSharer but declines.
 type sharingDevice struct {
-	*fakeDevice
+	*virtiotest.FakeDevice
 	share bool
 }
 
@@ -673,7 +590,7 @@ func (d sharingDevice) ShareQueueInterrupt() bool { return d.share }
 // second one (vp_find_vqs); interrupts from every queue then go there.
 func TestSharedQueueVector(t *testing.T) {
 	const configVector, queueVector = 0, 1
-	dev := sharingDevice{newFakeDevice(8, 8, 8), true}
+	dev := sharingDevice{virtiotest.NewFakeDevice(8, 8, 8), true}
 	r := newRig(t, dev)
 	r.probe()
 	require.EqualValues(t, 2, r.msixTableSize(), "table size")
@@ -690,7 +607,7 @@ func TestSharedQueueVector(t *testing.T) {
 	r.write16(commonQMSIX, queueVector)
 	r.addStatus(sDriverOK)
 
-	a := dev.activation()
+	a := dev.Activation()
 	require.NotNil(t, a)
 	for _, q := range a.Queues {
 		q.Interrupt()
@@ -701,7 +618,7 @@ func TestSharedQueueVector(t *testing.T) {
 	assert.True(t, a.Queues[0].SharesInterrupt(a.Queues[2]), "one vector, one line")
 
 	// Declining keeps a vector per queue.
-	r = newRig(t, sharingDevice{newFakeDevice(8, 8, 8), false})
+	r = newRig(t, sharingDevice{virtiotest.NewFakeDevice(8, 8, 8), false})
 	r.probe()
 	assert.EqualValues(t, 4, r.msixTableSize(), "table size")
 }
@@ -709,7 +626,7 @@ func TestSharedQueueVector(t *testing.T) {
 // A queue's interrupt line is the vector the driver mapped it to, and
 // INTx#, shared by all queues, while MSI-X is off.
 func TestQueueInterruptLines(t *testing.T) {
-	dev := newFakeDevice(8, 8, 8)
+	dev := virtiotest.NewFakeDevice(8, 8, 8)
 	r := newRig(t, dev)
 	r.probe()
 	require.True(t, r.negotiate(defaultFeatures))
@@ -717,7 +634,7 @@ func TestQueueInterruptLines(t *testing.T) {
 		r.setupQueue(uint16(i), 8, vector, ramStart+uint64(i)*0x10000, defaultFeatures)
 	}
 	r.addStatus(sDriverOK)
-	a := dev.activation()
+	a := dev.Activation()
 	require.NotNil(t, a)
 	q0, q1, q2 := a.Queues[0], a.Queues[1], a.Queues[2]
 	assert.True(t, q0.SharesInterrupt(q1), "MSI-X off: every queue raises INTx#")
@@ -742,7 +659,7 @@ func TestQueueInterruptLines(t *testing.T) {
 }
 
 func TestResetRestoresDefaults(t *testing.T) {
-	dev := newFakeDevice(16, 8)
+	dev := virtiotest.NewFakeDevice(16, 8)
 	r := newRig(t, dev)
 	r.probe()
 	require.True(t, r.negotiate(defaultFeatures))
@@ -750,17 +667,17 @@ func TestResetRestoresDefaults(t *testing.T) {
 	r.setupQueue(0, 8, 1, ramStart, defaultFeatures)
 	r.setupQueue(1, 4, 2, ramStart+0x10000, defaultFeatures)
 	r.addStatus(sDriverOK)
-	a := dev.activation()
+	a := dev.Activation()
 	require.NotNil(t, a)
 	a.Queues[0].Interrupt() // MSI-X is off: ISR and INTx#
 	require.True(t, r.intx().Level())
 	r.write32(commonDFSelect, 1)
 
-	_, resetsBefore := dev.counts()
+	_, resetsBefore := dev.Counts()
 	r.write8(commonStatus, 0)
-	_, resets := dev.counts()
+	_, resets := dev.Counts()
 	assert.Equal(t, resetsBefore+1, resets, "Device.Reset called")
-	assert.Nil(t, dev.activation())
+	assert.Nil(t, dev.Activation())
 	assert.Zero(t, r.read8(commonStatus), "status reads 0 at once")
 	assert.False(t, r.intx().Level(), "INTx# deasserted")
 	assert.Zero(t, r.readISR())
@@ -781,12 +698,12 @@ func TestResetRestoresDefaults(t *testing.T) {
 	require.True(t, r.negotiate(defaultFeatures))
 	r.setupQueue(0, 16, noVector, ramStart, defaultFeatures)
 	r.addStatus(sDriverOK)
-	assert.NotNil(t, dev.activation())
-	assert.Nil(t, dev.activation().Queues[1], "queue 1 not enabled this time")
+	assert.NotNil(t, dev.Activation())
+	assert.Nil(t, dev.Activation().Queues[1], "queue 1 not enabled this time")
 }
 
 func TestStatusBitsOnlyAccumulate(t *testing.T) {
-	r := newRig(t, newFakeDevice())
+	r := newRig(t, virtiotest.NewFakeDevice())
 	r.probe()
 	r.reset()
 	r.write8(commonStatus, sAcknowledge|sDriver)
@@ -799,7 +716,7 @@ func TestStatusBitsOnlyAccumulate(t *testing.T) {
 }
 
 func TestAccessWidths(t *testing.T) {
-	r := newRig(t, newFakeDevice(16, 16))
+	r := newRig(t, virtiotest.NewFakeDevice(16, 16))
 	r.probe()
 	r.reset()
 
@@ -847,7 +764,7 @@ func TestAccessWidths(t *testing.T) {
 }
 
 func TestQueueRegistersFreezeOnceEnabled(t *testing.T) {
-	dev := newFakeDevice(16)
+	dev := virtiotest.NewFakeDevice(16)
 	r := newRig(t, dev)
 	r.probe()
 	require.True(t, r.negotiate(defaultFeatures))
@@ -859,13 +776,13 @@ func TestQueueRegistersFreezeOnceEnabled(t *testing.T) {
 	r.write16(commonQEnable, 0) // not allowed without RING_RESET: ignored
 	assert.EqualValues(t, 1, r.read16(commonQEnable))
 	r.addStatus(sDriverOK)
-	assert.EqualValues(t, 8, dev.activation().Queues[0].Size())
+	assert.EqualValues(t, 8, dev.Activation().Queues[0].Size())
 }
 
 // The VIRTIO_PCI_CAP_PCI_CFG window reaches the BAR's registers through
 // configuration space alone, with the BAR not even decoding.
 func TestPCICfgWindow(t *testing.T) {
-	dev := newFakeDevice()
+	dev := virtiotest.NewFakeDevice()
 	r := newRig(t, dev)
 	r.probe()
 	r.cfgWrite(regCommand, 2, 0) // memory decoding off
@@ -925,7 +842,7 @@ func TestPCICfgWindow(t *testing.T) {
 	r.setupQueue(0, 8, noVector, ramStart, defaultFeatures)
 	r.addStatus(sDriverOK)
 	r.cfgWrite(regCommand, 2, cmdBusMaster) // decoding off again
-	dev.activation().Queues[0].Interrupt()
+	dev.Activation().Queues[0].Interrupt()
 	require.True(t, r.intx().Level())
 	access(0, r.caps[capISRCfg].offset, 1)
 	assert.EqualValues(t, isrQueue, r.cfgRead(cap+capCfgData, 1))
@@ -937,26 +854,26 @@ func TestPCICfgWindow(t *testing.T) {
 	for _, c := range r.notifyCaps {
 		access(c.bar, c.offset, 2)
 		r.cfgWrite(cap+capCfgData, 2, 0)
-		n, err := dev.activation().Queues[0].Kick.Wait()
+		n, err := dev.Activation().Queues[0].Kick.Wait()
 		require.NoError(t, err)
 		assert.EqualValues(t, 1, n, "through BAR %d", c.bar)
 	}
 }
 
 func TestClose(t *testing.T) {
-	dev := newFakeDevice()
+	dev := virtiotest.NewFakeDevice()
 	r := newRig(t, dev)
 	r.bringUp(defaultFeatures)
-	_, resets := dev.counts()
+	_, resets := dev.Counts()
 	require.NoError(t, r.tr.Close())
-	_, after := dev.counts()
+	_, after := dev.Counts()
 	assert.Equal(t, resets+1, after, "Close resets the device")
 	require.NoError(t, r.tr.Close(), "twice")
 
 	// The guest's writes do nothing now.
 	assert.False(t, r.negotiate(defaultFeatures))
 	r.addStatus(sDriverOK)
-	act, _ := dev.counts()
+	act, _ := dev.Counts()
 	assert.Equal(t, 1, act, "no activation after Close")
 	r.notify(0) // no panic
 }
@@ -964,10 +881,10 @@ func TestClose(t *testing.T) {
 // Interrupt on the MSI-X path is what a device calls for every batch of
 // completions: it must not allocate.
 func TestQueueInterruptDoesNotAllocate(t *testing.T) {
-	dev := newFakeDevice()
+	dev := virtiotest.NewFakeDevice()
 	r := newRig(t, dev)
 	r.bringUp(defaultFeatures)
-	q := dev.activation().Queues[0]
+	q := dev.Activation().Queues[0]
 	r.router.countOnly.Store(true)
 	allocs := testing.AllocsPerRun(100, q.Interrupt)
 	assert.Zero(t, allocs)
