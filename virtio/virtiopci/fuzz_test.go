@@ -6,7 +6,6 @@ import (
 	"runtime/debug"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/govmm/govmm/devices/pci"
 	"github.com/govmm/govmm/machine/memory"
@@ -22,9 +21,7 @@ import (
 // addresses often hit it, with guard bytes around it in the host
 // allocation that must never change.
 const (
-	fuzzRAMSize  = 64 << 10
-	fuzzGuard    = memory.PageSize
-	guardPattern = 0xA5
+	fuzzRAMSize = 64 << 10
 	// fuzzDataSize is the data area the well-formed driver's buffers
 	// come from.
 	fuzzDataSize = 4 << 10
@@ -32,65 +29,6 @@ const (
 	// a panic with every goroutine's stack.
 	fuzzWatchdog = 20 * time.Second
 )
-
-type guardedRAM struct {
-	mem     *memory.Guest
-	ram     []byte
-	backing []byte
-}
-
-func newGuardedRAM() *guardedRAM {
-	buf := make([]byte, fuzzRAMSize+2*fuzzGuard+memory.PageSize)
-	off := (memory.PageSize - uintptr(unsafe.Pointer(unsafe.SliceData(buf)))%memory.PageSize) % memory.PageSize
-	backing := buf[off : off+fuzzRAMSize+2*fuzzGuard]
-	for i := range backing {
-		backing[i] = guardPattern
-	}
-	ram := backing[fuzzGuard : fuzzGuard+fuzzRAMSize : fuzzGuard+fuzzRAMSize]
-	clear(ram)
-	mem := memory.NewFromBytes(memory.Region{Range: memory.Range{Start: 0, Size: fuzzRAMSize}, Host: ram})
-	return &guardedRAM{mem: mem, ram: ram, backing: backing}
-}
-
-func (g *guardedRAM) check(t testing.TB) {
-	t.Helper()
-	for i, b := range g.backing[:fuzzGuard] {
-		if b != guardPattern {
-			t.Fatalf("write below guest RAM at -%d", fuzzGuard-i)
-		}
-	}
-	for i, b := range g.backing[fuzzGuard+fuzzRAMSize:] {
-		if b != guardPattern {
-			t.Fatalf("write above guest RAM at +%d", i)
-		}
-	}
-}
-
-// input hands out the fuzz bytes; past their end it returns zeros.
-type input struct{ b []byte }
-
-func (in *input) more() bool { return len(in.b) > 0 }
-
-func (in *input) u8() uint8 {
-	if len(in.b) == 0 {
-		return 0
-	}
-	v := in.b[0]
-	in.b = in.b[1:]
-	return v
-}
-
-func (in *input) u16() uint16 { return uint16(in.u8()) | uint16(in.u8())<<8 }
-func (in *input) u32() uint32 { return uint32(in.u16()) | uint32(in.u16())<<16 }
-func (in *input) u64() uint64 { return uint64(in.u32()) | uint64(in.u32())<<32 }
-
-// bytes returns up to n input bytes.
-func (in *input) bytes(n int) []byte {
-	n = min(n, len(in.b))
-	b := in.b[:n]
-	in.b = in.b[n:]
-	return b
-}
 
 // The operations a fuzz input is a sequence of: a byte selects one, the
 // bytes after it are its arguments.
@@ -134,7 +72,7 @@ var accessSizes = [...]int{1, 2, 4, 8}
 type fuzzer struct {
 	t    testing.TB
 	r    *rig
-	g    *guardedRAM
+	g    *virtiotest.GuardedRAM
 	bar  pci.MMIOHandler
 	d    *virtiotest.Driver // the well-formed driver of the last bring-up
 	bufs []virtiotest.Buf
@@ -142,8 +80,8 @@ type fuzzer struct {
 }
 
 func newFuzzer(t testing.TB) *fuzzer {
-	g := newGuardedRAM()
-	r := newRigWithRAM(t, rng.New(), g.mem, g.ram)
+	g := virtiotest.NewGuardedRAM(fuzzRAMSize)
+	r := newRigWithRAM(t, rng.New(), g.Mem, g.RAM)
 	r.probe()
 	b, ok := r.tr.Config().BAR(virtiopci.BARIndex)
 	require.True(t, ok)
@@ -173,42 +111,42 @@ func (f *fuzzer) running() bool { return f.status()&sDriverOK != 0 }
 func ramAddr(v uint32) uint64 { return uint64(v) % (fuzzRAMSize + fuzzRAMSize/4) }
 
 func (f *fuzzer) run(data []byte) {
-	in := &input{b: data}
-	for in.more() {
+	in := &virtiotest.Input{B: data}
+	for in.More() {
 		f.step(in)
 	}
 }
 
-func (f *fuzzer) step(in *input) {
+func (f *fuzzer) step(in *virtiotest.Input) {
 	r := f.r
-	switch in.u8() % numOps {
+	switch in.U8() % numOps {
 	case opCfgRead:
-		off, n := uint16(in.u8()), accessSizes[in.u8()%3]
+		off, n := uint16(in.U8()), accessSizes[in.U8()%3]
 		var b [4]byte
 		r.bus.ReadConfig(pci.Address{Device: slot, Register: off}, b[:n])
 	case opCfgWrite:
-		off, n, v := uint16(in.u8()), accessSizes[in.u8()%3], in.u32()
+		off, n, v := uint16(in.U8()), accessSizes[in.U8()%3], in.U32()
 		r.bus.WriteConfig(pci.Address{Device: slot, Register: off}, le.AppendUint32(nil, v)[:n])
 	case opBARRead:
-		f.barRead(uint64(in.u16())%virtiopci.BARSize, accessSizes[in.u8()%4])
+		f.barRead(uint64(in.U16())%virtiopci.BARSize, accessSizes[in.U8()%4])
 	case opBARWrite:
-		off, n := uint64(in.u16())%virtiopci.BARSize, accessSizes[in.u8()%4]
-		f.barWrite(off, n, in.u64())
+		off, n := uint64(in.U16())%virtiopci.BARSize, accessSizes[in.U8()%4]
+		f.barWrite(off, n, in.U64())
 	case opCommonWrite:
-		reg := commonRegs[int(in.u8())%len(commonRegs)]
-		f.barWrite(f.common(reg.off), reg.n, in.u64())
+		reg := commonRegs[int(in.U8())%len(commonRegs)]
+		f.barWrite(f.common(reg.off), reg.n, in.U64())
 	case opBringUp:
 		f.bringUp(in)
 	case opRawQueue:
-		f.barWrite(f.common(commonQSelect), 2, uint64(in.u8()%3))
-		f.barWrite(f.common(commonQSize), 2, uint64(in.u16()))
+		f.barWrite(f.common(commonQSelect), 2, uint64(in.U8()%3))
+		f.barWrite(f.common(commonQSize), 2, uint64(in.U16()))
 		for _, reg := range []uint64{commonQDescLo, commonQAvailLo, commonQUsedLo} {
-			f.barWrite(f.common(reg), 8, ramAddr(in.u32()))
+			f.barWrite(f.common(reg), 8, ramAddr(in.U32()))
 		}
-		f.barWrite(f.common(commonQMSIX), 2, uint64(in.u8()%4))
-		f.barWrite(f.common(commonQEnable), 2, uint64(in.u8()%2))
+		f.barWrite(f.common(commonQMSIX), 2, uint64(in.U8()%4))
+		f.barWrite(f.common(commonQEnable), 2, uint64(in.U8()%2))
 	case opDriverOK:
-		f.barWrite(f.common(commonStatus), 1, uint64(f.status()|sDriverOK|in.u8()&sFeaturesOK))
+		f.barWrite(f.common(commonStatus), 1, uint64(f.status()|sDriverOK|in.U8()&sFeaturesOK))
 	case opPost:
 		f.post(in)
 	case opHarvest:
@@ -221,41 +159,41 @@ func (f *fuzzer) step(in *input) {
 			f.d.EnableInterrupts()
 		}
 	case opNotify:
-		r.notifyVia(r.notifyCaps[int(in.u8())%len(r.notifyCaps)], uint16(in.u8()%4))
+		r.notifyVia(r.notifyCaps[int(in.U8())%len(r.notifyCaps)], uint16(in.U8()%4))
 	case opKick:
 		bells := r.tr.Doorbells()
-		_, _ = unix.Write(bells[int(in.u8())%len(bells)].FD, []byte{1, 0, 0, 0, 0, 0, 0, 0})
+		_, _ = unix.Write(bells[int(in.U8())%len(bells)].FD, []byte{1, 0, 0, 0, 0, 0, 0, 0})
 	case opRAMWrite:
-		addr, n := int(in.u16())%fuzzRAMSize, int(in.u8())
-		b := in.bytes(n)
+		addr, n := int(in.U16())%fuzzRAMSize, int(in.U8())
+		b := in.Bytes(n)
 		// While the device runs, the driver changes RAM only through
 		// the rings' protocol (opPost); a stopped device does not look.
 		if !f.running() {
-			copy(f.g.ram[addr:], b)
+			copy(f.g.RAM[addr:], b)
 		}
 	case opMSIX:
 		ctl := r.msixCap + msixCapControl
-		v := in.u8()
+		v := in.U8()
 		r.cfgWrite(ctl, 2, uint32(v&1)<<15|uint32(v&2)<<13)
-		e := uint64(r.tableOff) + uint64(in.u8()%4)*msixEntrySize
+		e := uint64(r.tableOff) + uint64(in.U8()%4)*msixEntrySize
 		f.barWrite(e, 4, msiAddressBase)
-		f.barWrite(e+8, 4, uint64(in.u8()))
-		f.barWrite(e+msixVectorCtlOff, 4, uint64(in.u8()&1))
+		f.barWrite(e+8, 4, uint64(in.U8()))
+		f.barWrite(e+msixVectorCtlOff, 4, uint64(in.U8()&1))
 	case opPCICfg:
 		cap := r.caps[capPCICfg].pos
-		r.cfgWrite(cap+capBar, 1, uint32(in.u8()%2))
-		r.cfgWrite(cap+capOffset, 4, uint32(in.u16())%(virtiopci.BARSize+8))
-		r.cfgWrite(cap+capLength, 4, uint32(in.u8()%6))
-		if in.u8()&1 == 0 {
-			r.cfgRead(cap+capCfgData, accessSizes[in.u8()%3])
+		r.cfgWrite(cap+capBar, 1, uint32(in.U8()%2))
+		r.cfgWrite(cap+capOffset, 4, uint32(in.U16())%(virtiopci.BARSize+8))
+		r.cfgWrite(cap+capLength, 4, uint32(in.U8()%6))
+		if in.U8()&1 == 0 {
+			r.cfgRead(cap+capCfgData, accessSizes[in.U8()%3])
 		} else {
-			r.cfgWrite(cap+capCfgData, accessSizes[in.u8()%3], in.u32())
+			r.cfgWrite(cap+capCfgData, accessSizes[in.U8()%3], in.U32())
 		}
 	case opReset:
 		f.barWrite(f.common(commonStatus), 1, 0)
 	case opYield:
 		runtime.Gosched()
-		if in.u8()&1 != 0 {
+		if in.U8()&1 != 0 {
 			time.Sleep(10 * time.Microsecond)
 		}
 	}
@@ -263,14 +201,14 @@ func (f *fuzzer) step(in *input) {
 
 // bringUp is the driver initialising the device, with input-chosen
 // features, queue size, placement and vectors; the queue may well not fit.
-func (f *fuzzer) bringUp(in *input) {
+func (f *fuzzer) bringUp(in *virtiotest.Input) {
 	w := func(off uint64, n int, v uint64) { f.barWrite(f.common(off), n, v) }
 	w(commonStatus, 1, 0)
 	f.d = nil
 	w(commonStatus, 1, sAcknowledge|sDriver)
-	sel := in.u8()
+	sel := in.U8()
 	var features uint64
-	for i, bit := range []uint{fVersion1, fIndirectDesc, fEventIdx, uint(in.u8() % 64)} {
+	for i, bit := range []uint{fVersion1, fIndirectDesc, fEventIdx, uint(in.U8() % 64)} {
 		if sel&(1<<i) == 0 {
 			features |= 1 << bit
 		}
@@ -281,24 +219,24 @@ func (f *fuzzer) bringUp(in *input) {
 	w(commonGF, 4, features>>32)
 	w(commonStatus, 1, sAcknowledge|sDriver|sFeaturesOK)
 
-	size := uint16(1) << (in.u8() % 8) // up to 128, above rng's maximum
-	base := ramAddr(uint32(in.u16())) &^ 15
+	size := uint16(1) << (in.U8() % 8) // up to 128, above rng's maximum
+	base := ramAddr(uint32(in.U16())) &^ 15
 	cfg, end := virtiotest.Layout(base, size, virtio.Features(features))
 	w(commonQSelect, 2, 0)
 	w(commonQSize, 2, uint64(size))
 	w(commonQDescLo, 8, cfg.DescTable)
 	w(commonQAvailLo, 8, cfg.AvailRing)
 	w(commonQUsedLo, 8, cfg.UsedRing)
-	w(commonQMSIX, 2, uint64(in.u8()%4))
-	w(commonMSIX, 2, uint64(in.u8()%4))
+	w(commonQMSIX, 2, uint64(in.U8()%4))
+	w(commonMSIX, 2, uint64(in.U8()%4))
 	w(commonQEnable, 2, 1)
 	if end+fuzzDataSize <= fuzzRAMSize {
 		// The rings fit: drive them properly. The device is stopped, so
 		// the driver may set them up.
-		f.d = virtiotest.NewDriver(f.g.mem, cfg, memory.Range{Start: end, Size: fuzzDataSize})
+		f.d = virtiotest.NewDriver(f.g.Mem, cfg, memory.Range{Start: end, Size: fuzzDataSize})
 		f.bufs = f.bufs[:0]
 		for range 4 {
-			n := uint32(in.u16()%(fuzzDataSize/4-16)) + 1
+			n := uint32(in.U16()%(fuzzDataSize/4-16)) + 1
 			f.bufs = append(f.bufs, virtiotest.Buf{Addr: f.d.Alloc(uint64(n)), Len: n})
 		}
 		f.d.EnableInterrupts()
@@ -311,12 +249,12 @@ const lowBits = 1<<32 - 1
 // post adds a chain of up to three of the driver's buffers, each readable
 // or writable as the input says (so sometimes in the wrong order), and
 // notifies.
-func (f *fuzzer) post(in *input) {
+func (f *fuzzer) post(in *virtiotest.Input) {
 	if f.d == nil || f.d.FreeDescriptors() < 3 {
 		return
 	}
-	n := int(in.u8()%3) + 1
-	kinds := in.u8()
+	n := int(in.U8()%3) + 1
+	kinds := in.U8()
 	chain := make([]virtiotest.Buf, n)
 	for i := range chain {
 		chain[i] = f.bufs[f.next%len(f.bufs)]
@@ -324,7 +262,7 @@ func (f *fuzzer) post(in *input) {
 		chain[i].Write = kinds&(1<<i) == 0
 	}
 	f.d.AddChain(chain...)
-	if f.d.Publish() || in.u8()&1 == 0 {
+	if f.d.Publish() || in.U8()&1 == 0 {
 		f.r.notify(0)
 	}
 }
@@ -356,7 +294,7 @@ func (f *fuzzer) finish() {
 	if f.r.intx().Level() {
 		t.Fatal("INTx# asserted after Close")
 	}
-	f.g.check(t)
+	f.g.Check(t)
 }
 
 // runInput runs one input under a watchdog.
