@@ -88,7 +88,7 @@ func (m *Machine) loadKernel() error {
 	if err != nil {
 		return err
 	}
-	info, err := bootloader.Load(m.mem, m.cfg.Kernel, m.cfg.Initrd, m.cfg.Cmdline, bootloader.LoadOptions{
+	info, err := bootloader.Load(m.mem, m.cfg.Kernel, m.cfg.Initrd, m.withVirtioMMIO(m.cfg.Cmdline), bootloader.LoadOptions{
 		RSDPAddr: rsdp,
 		Reserved: []memory.Range{ecamRange()},
 	})

@@ -66,6 +66,10 @@ type Config struct {
 	Disks []Disk
 	// NICs are virtio-net cards, each on a tap device.
 	NICs []NIC
+	// VirtioTransport is how the virtio devices reach the guest: on the
+	// PCI bus (the default) or behind virtio-mmio windows announced on
+	// the kernel command line.
+	VirtioTransport VirtioTransport
 	// Devices are further virtio devices (consoles, 9p shares, ...),
 	// placed after the disks and network cards in the order given. The
 	// caller keeps them: the machine resets them when it stops, and the

@@ -50,7 +50,7 @@ func TestSmokeNotifyPort(t *testing.T) {
 	require.NoError(t, err)
 	defer m.Close()
 	require.Len(t, m.virtio, 1)
-	tr := m.virtio[0].transport
+	tr := m.virtio[0].pci
 	region, ok := tr.Config().MappedRegion(virtiopci.NotifyIOBARIndex)
 	require.True(t, ok, "the firmware placed and enabled the notify port")
 

@@ -44,12 +44,14 @@ const MaxDisks = 26
 // device slots, minus 26 disks and the entropy source.
 const MaxNICs = 4
 
-// virtioFunction is one virtio device on the PCI bus.
+// virtioFunction is one virtio device, on the PCI bus or behind a
+// virtio-mmio window (Config.VirtioTransport).
 type virtioFunction struct {
-	name      string
-	dev       virtio.Device
-	transport *virtiopci.Transport
-	closer    func() error // releases the device's host resources, or nil
+	name   string
+	dev    virtio.Device
+	pci    *virtiopci.Transport // with VirtioPCI
+	mmio   *mmioDevice          // with VirtioMMIO
+	closer func() error         // releases the device's host resources, or nil
 }
 
 // firstVirtioSlot is the slot of the first virtio device; slot 0 is the
@@ -61,8 +63,9 @@ const firstVirtioSlot = 1
 // diskName is the name Linux gives the i-th virtio disk: vda, vdb, ...
 func diskName(i int) string { return "vd" + string(rune('a'+i)) }
 
-// setupVirtio creates the virtio devices and puts them on the PCI bus:
-// the disks, the network cards, then the entropy source.
+// setupVirtio creates the virtio devices and puts them on the PCI bus, or
+// behind virtio-mmio windows: the disks, the network cards, the caller's
+// devices, then the entropy source.
 func (m *Machine) setupVirtio() error {
 	if len(m.cfg.Disks) > MaxDisks {
 		return fmt.Errorf("%d disks: govmm supports up to %d", len(m.cfg.Disks), MaxDisks)
@@ -71,6 +74,13 @@ func (m *Machine) setupVirtio() error {
 		return fmt.Errorf("%d network cards: govmm supports up to %d", len(m.cfg.NICs), MaxNICs)
 	}
 	need := len(m.cfg.Disks) + len(m.cfg.NICs) + len(m.cfg.Devices) + 1 // + virtio-rng
+	mmio := m.cfg.VirtioTransport == VirtioMMIO
+	if mmio && need > MaxVirtioMMIODevices {
+		return fmt.Errorf("%d virtio devices: govmm has room for %d virtio-mmio devices", need, MaxVirtioMMIODevices)
+	}
+	if mmio {
+		need = 0 // only pvpanic goes on the PCI bus
+	}
 	if m.cfg.OnPanic != nil {
 		need++
 	}
@@ -80,6 +90,17 @@ func (m *Machine) setupVirtio() error {
 	}
 	slot := firstVirtioSlot
 	add := func(name string, dev virtio.Device, closer func() error) error {
+		if mmio {
+			d, err := m.addVirtioMMIO(len(m.virtio), name, dev)
+			if err != nil {
+				if closer != nil {
+					closer()
+				}
+				return err
+			}
+			m.virtio = append(m.virtio, &virtioFunction{name: name, dev: dev, mmio: d, closer: closer})
+			return nil
+		}
 		t, err := virtiopci.New(virtiopci.Config{
 			Device: dev,
 			Mem:    m.mem,
@@ -93,7 +114,7 @@ func (m *Machine) setupVirtio() error {
 			}
 			return fmt.Errorf("%s: %w", name, err)
 		}
-		m.virtio = append(m.virtio, &virtioFunction{name: name, dev: dev, transport: t, closer: closer})
+		m.virtio = append(m.virtio, &virtioFunction{name: name, dev: dev, pci: t, closer: closer})
 		if err := m.pci.attach(slot, name, t); err != nil {
 			return err
 		}
@@ -154,11 +175,17 @@ func (m *Machine) stopVirtio() {
 }
 
 // closeVirtio releases the devices. The ioeventfds and irqfds must be gone
-// (pciHost.close) before the transports close the eventfds behind them.
+// before the transports close the eventfds behind them: pciHost.close
+// removes those of the PCI functions, mmioDevice.close its own first.
 func (m *Machine) closeVirtio() error {
 	var errs []error
 	for _, f := range m.virtio {
-		errs = append(errs, f.transport.Close())
+		if f.pci != nil {
+			errs = append(errs, f.pci.Close())
+		}
+		if f.mmio != nil {
+			errs = append(errs, f.mmio.close(m))
+		}
 		if f.closer != nil {
 			errs = append(errs, f.closer())
 		}

@@ -37,6 +37,7 @@ func cmdBoot(args []string, stdin *os.File, stdout, stderr io.Writer) (int, erro
 	cpus := fs.Int("cpus", 1, "number of vCPUs (1-64)")
 	disks := fs.StringArray("disk", nil, "attach a raw disk image as virtio-blk, `PATH[,ro]`; repeat for /dev/vda, /dev/vdb, ... (adds root=/dev/vda rw to a command line without root=)")
 	nets := fs.StringArray("net", nil, "attach a virtio-net card on a tap device, `tap=NAME[,mac=MAC]`; govmm creates the tap if needed (repeatable)")
+	transport := fs.String("virtio-transport", machine.VirtioPCI.String(), "how virtio devices reach the guest: `pci` (every kernel with virtio_pci, Debian's included) or mmio (register windows announced on the command line, for minimal kernels with CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES)")
 	gdbAddr := fs.String("gdb", "", "wait for GDB on `ADDR` before the first instruction: PORT or :PORT listens on 127.0.0.1 only, HOST:PORT on HOST (then: gdb vmlinux -ex 'target remote :PORT')")
 	raw := fs.Bool("raw", false, "treat --kernel as a flat real-mode image, loaded and entered at 0000:7C00 like a boot sector")
 	logLevel := fs.String("log-level", "warn", "diagnostics `level`: debug, info, warn or error")
@@ -87,6 +88,9 @@ func cmdBoot(args []string, stdin *os.File, stdout, stderr io.Writer) (int, erro
 	}
 	if err := machine.ValidateTraceFilter(cfg.TraceFilter); err != nil {
 		return exitUsage, usageError{fmt.Errorf("--trace-reason: %w", err)}
+	}
+	if cfg.VirtioTransport, err = machine.ParseVirtioTransport(*transport); err != nil {
+		return exitUsage, usageError{fmt.Errorf("--virtio-transport: %w", err)}
 	}
 	for _, d := range *disks {
 		path, ro, err := blk.ParseDiskFlag(d)

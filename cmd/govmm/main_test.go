@@ -52,6 +52,7 @@ func TestCLIBadInputsGetOneClearLine(t *testing.T) {
 		{"net with a multicast MAC", []string{"boot", "--kernel", notBz, "--net", "tap=t0,mac=01:00:5e:00:00:01"}, "multicast"},
 		{"net with an unknown option", []string{"boot", "--kernel", notBz, "--net", "tap=t0,speed=10G"}, "speed"},
 		{"gdb on a bad address", []string{"boot", "--raw", "--kernel", notBz, "--gdb", "127.0.0.1:notaport"}, "--gdb"},
+		{"unknown virtio transport", []string{"boot", "--kernel", notBz, "--virtio-transport", "ccw"}, `--virtio-transport: virtio transport "ccw": want pci or mmio`},
 		{"trace filter without trace", []string{"boot", "--kernel", notBz, "--trace-device", "uart"}, "need --trace FILE"},
 		{"trace file in a missing directory", []string{"boot", "--raw", "--kernel", notBz, "--trace", filepath.Join(dir, "no", "t")}, "--trace: open"},
 	} {

@@ -11,7 +11,8 @@
 //	0x000A_0000 .. 0x0010_0000  VGA hole and BIOS ROM area (reserved; the ACPI
 //	                            tables from 0xE0000, the MP table from 0xF0000)
 //	0x0010_0000 .. lowRAMEnd    RAM: kernel, initrd
-//	MMIOHoleStart .. 4 GiB      32-bit MMIO hole: PCI BARs, IOAPIC, LAPIC, ...
+//	MMIOHoleStart .. 4 GiB      32-bit MMIO hole: PCI BARs, ECAM, virtio-mmio
+//	                            windows, IOAPIC, LAPIC, ...
 //	4 GiB .. 4 GiB + rest       RAM above the hole
 //
 // RAM below 1 MiB is backed by the same memory slot as the rest of low RAM; the
@@ -43,6 +44,11 @@ const (
 	// MMIOHoleEnd is 4 GiB, the top of the 32-bit address space.
 	MMIOHoleEnd = 1 << 32
 
+	// VirtioMMIOBase is where the virtio-mmio devices' register windows
+	// begin: the MiB below the IOAPIC, above the PCI ECAM window, that no
+	// PCI window reaches (the same place as QEMU's microvm machine).
+	VirtioMMIOBase = IOAPICAddr - VirtioMMIOSize
+	VirtioMMIOSize = 1 << 20
 	// IOAPICAddr is the default IOAPIC register window (Intel 82093AA
 	// datasheet §3.0; also what KVM's in-kernel IOAPIC decodes).
 	IOAPICAddr = 0xFEC0_0000
