@@ -13,7 +13,7 @@ import (
 
 // Device is one virtio device type's logic (§5), apart from the transport
 // that presents it to the guest (virtio over PCI, §4.1, in
-// virtio/virtiopci). The transport owns feature negotiation, the status
+// virtio/virtiopci; virtio over MMIO, §4.2, in virtio/virtiommio). The transport owns feature negotiation, the status
 // state machine, the queue registers and interrupts; the device owns its
 // configuration layout and what it does with the buffers the driver hands
 // it.
