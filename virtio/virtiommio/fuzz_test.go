@@ -1,9 +1,7 @@
 package virtiommio_test
 
 import (
-	"math/rand/v2"
 	"runtime"
-	"runtime/debug"
 	"testing"
 	"time"
 
@@ -182,15 +180,7 @@ func (f *fuzzer) post(in *virtiotest.Input) {
 	if f.d == nil || f.d.FreeDescriptors() < 3 {
 		return
 	}
-	n := int(in.U8()%3) + 1
-	kinds := in.U8()
-	chain := make([]virtiotest.Buf, n)
-	for i := range chain {
-		chain[i] = f.bufs[f.next%len(f.bufs)]
-		f.next++
-		chain[i].Write = kinds&(1<<i) == 0
-	}
-	f.d.AddChain(chain...)
+	f.d.AddChain(virtiotest.InputChain(in, f.bufs, &f.next)...)
 	if f.d.Publish() || in.U8()&1 == 0 {
 		f.r.write(mQueueNotify, 0)
 	}
@@ -222,17 +212,14 @@ func (f *fuzzer) finish() {
 
 // runInput runs one input under a watchdog.
 func runInput(t testing.TB, data []byte) {
-	watchdog := time.AfterFunc(fuzzWatchdog, func() {
-		debug.SetTraceback("all")
-		panic("virtiommio: input ran too long (deadlock?)")
+	virtiotest.WithWatchdog("virtiommio", fuzzWatchdog, func() {
+		f := newFuzzer(t)
+		in := &virtiotest.Input{B: data}
+		for in.More() {
+			f.step(in)
+		}
+		f.finish()
 	})
-	defer watchdog.Stop()
-	f := newFuzzer(t)
-	in := &virtiotest.Input{B: data}
-	for in.More() {
-		f.step(in)
-	}
-	f.finish()
 }
 
 // fuzzSeeds are inputs that reach the interesting states: a working
@@ -277,21 +264,11 @@ func TestHostileAccessPatterns(t *testing.T) {
 	for _, s := range fuzzSeeds() {
 		runInput(t, s)
 	}
-	rnd := rand.New(rand.NewPCG(3, 4))
 	n := 300
 	if testing.Short() {
 		n = 30
 	}
-	for range n {
-		data := make([]byte, 64+rnd.IntN(1024))
-		for i := range data {
-			data[i] = byte(rnd.Uint32())
-		}
-		// Bias toward the queue operations, which a uniform byte
-		// rarely reaches with sensible arguments.
-		for i := 0; i < len(data); i += 1 + rnd.IntN(24) {
-			data[i] = []byte{opBringUp, opPost, opPost, opYield, opHarvest, opKick, opACK, opReset}[rnd.IntN(8)]
-		}
+	for _, data := range virtiotest.RandomInputs(3, n, []byte{opBringUp, opPost, opPost, opYield, opHarvest, opKick, opACK, opReset}) {
 		runInput(t, data)
 	}
 }

@@ -1,9 +1,7 @@
 package virtiopci_test
 
 import (
-	"math/rand/v2"
 	"runtime"
-	"runtime/debug"
 	"testing"
 	"time"
 
@@ -253,15 +251,7 @@ func (f *fuzzer) post(in *virtiotest.Input) {
 	if f.d == nil || f.d.FreeDescriptors() < 3 {
 		return
 	}
-	n := int(in.U8()%3) + 1
-	kinds := in.U8()
-	chain := make([]virtiotest.Buf, n)
-	for i := range chain {
-		chain[i] = f.bufs[f.next%len(f.bufs)]
-		f.next++
-		chain[i].Write = kinds&(1<<i) == 0
-	}
-	f.d.AddChain(chain...)
+	f.d.AddChain(virtiotest.InputChain(in, f.bufs, &f.next)...)
 	if f.d.Publish() || in.U8()&1 == 0 {
 		f.r.notify(0)
 	}
@@ -299,14 +289,11 @@ func (f *fuzzer) finish() {
 
 // runInput runs one input under a watchdog.
 func runInput(t testing.TB, data []byte) {
-	watchdog := time.AfterFunc(fuzzWatchdog, func() {
-		debug.SetTraceback("all")
-		panic("virtiopci: input ran too long (deadlock?)")
+	virtiotest.WithWatchdog("virtiopci", fuzzWatchdog, func() {
+		f := newFuzzer(t)
+		f.run(data)
+		f.finish()
 	})
-	defer watchdog.Stop()
-	f := newFuzzer(t)
-	f.run(data)
-	f.finish()
 }
 
 // fuzzSeeds are inputs that reach the interesting states: a working
@@ -358,21 +345,11 @@ func TestHostileAccessPatterns(t *testing.T) {
 	for _, s := range fuzzSeeds() {
 		runInput(t, s)
 	}
-	rnd := rand.New(rand.NewPCG(1, 2))
 	n := 300
 	if testing.Short() {
 		n = 30
 	}
-	for range n {
-		data := make([]byte, 64+rnd.IntN(1024))
-		for i := range data {
-			data[i] = byte(rnd.Uint32())
-		}
-		// Bias toward the queue operations, which a uniform byte
-		// rarely reaches with sensible arguments.
-		for i := 0; i < len(data); i += 1 + rnd.IntN(24) {
-			data[i] = []byte{opBringUp, opPost, opPost, opYield, opHarvest, opNotify, opReset}[rnd.IntN(7)]
-		}
+	for _, data := range virtiotest.RandomInputs(1, n, []byte{opBringUp, opPost, opPost, opYield, opHarvest, opNotify, opReset}) {
 		runInput(t, data)
 	}
 }

@@ -1,7 +1,10 @@
 package virtiotest
 
 import (
+	"math/rand/v2"
+	"runtime/debug"
 	"testing"
+	"time"
 	"unsafe"
 
 	"github.com/govmm/govmm/machine/memory"
@@ -78,4 +81,51 @@ func (in *Input) Bytes(n int) []byte {
 	b := in.B[:n]
 	in.B = in.B[n:]
 	return b
+}
+
+// InputChain picks a chain of one to three of bufs for a fuzzed driver to
+// post, taking them in turn from *next, each readable or writable as the
+// input says (so sometimes in an order the device must refuse).
+func InputChain(in *Input, bufs []Buf, next *int) []Buf {
+	n := int(in.U8()%3) + 1
+	kinds := in.U8()
+	chain := make([]Buf, n)
+	for i := range chain {
+		chain[i] = bufs[*next%len(bufs)]
+		*next++
+		chain[i].Write = kinds&(1<<i) == 0
+	}
+	return chain
+}
+
+// RandomInputs returns n random fuzz inputs of 64 to 1087 bytes from a
+// generator seeded with seed, with bytes from ops sprinkled in where an
+// operation byte may be read: a uniform byte rarely reaches the
+// operations that need sensible arguments (setting a queue up, posting
+// buffers).
+func RandomInputs(seed uint64, n int, ops []byte) [][]byte {
+	rnd := rand.New(rand.NewPCG(seed, seed+1))
+	inputs := make([][]byte, n)
+	for k := range inputs {
+		data := make([]byte, 64+rnd.IntN(1024))
+		for i := range data {
+			data[i] = byte(rnd.Uint32())
+		}
+		for i := 0; i < len(data); i += 1 + rnd.IntN(24) {
+			data[i] = ops[rnd.IntN(len(ops))]
+		}
+		inputs[k] = data
+	}
+	return inputs
+}
+
+// WithWatchdog runs f, and panics with every goroutine's stack if it has
+// not returned after d: a deadlock in a fuzz input shows where it hangs.
+func WithWatchdog(name string, d time.Duration, f func()) {
+	watchdog := time.AfterFunc(d, func() {
+		debug.SetTraceback("all")
+		panic(name + ": input ran too long (deadlock?)")
+	})
+	defer watchdog.Stop()
+	f()
 }
