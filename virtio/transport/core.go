@@ -62,6 +62,21 @@ type QueueRegs struct {
 	Device uint64 // the Device Area (used ring)
 }
 
+// LowHalf masks the low 32 bits of a 64-bit queue address.
+const LowHalf = 1<<32 - 1
+
+// SetHalf replaces the low or high 32 bits of the queue address *reg with
+// v: the driver writes each address as two 32-bit halves (§4.1.3.1: "the
+// driver MAY access each of the high and low 32-bit parts of the field
+// independently"; virtio-mmio's Low and High registers, §4.2.2).
+func SetHalf(reg *uint64, high bool, v uint32) {
+	if high {
+		*reg = *reg&LowHalf | uint64(v)<<32
+	} else {
+		*reg = *reg&^LowHalf | uint64(v)
+	}
+}
+
 // Interrupts are how a bus transport notifies the driver. Each function is
 // called from the device's goroutines, or from a vCPU goroutine with the
 // transport's lock held when the transport fails the device, so none may

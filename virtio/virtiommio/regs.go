@@ -87,6 +87,3 @@ const Window = 0x1000
 // the host, one Kick eventfd and one ioeventfd per queue, at far more
 // queues than any device here has.
 const MaxQueues = 1024
-
-// lowHalf masks the low 32 bits of a 64-bit register.
-const lowHalf = 1<<32 - 1

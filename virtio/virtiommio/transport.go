@@ -298,11 +298,11 @@ func (t *Transport) writeRegisterLocked(offset uint64, v uint32) {
 			q.Enable = true
 		}
 	case regQueueDescLow, regQueueDescHigh:
-		setHalf(&q.Desc, offset == regQueueDescHigh, v)
+		transport.SetHalf(&q.Desc, offset == regQueueDescHigh, v)
 	case regQueueDriverLow, regQueueDriverHigh:
-		setHalf(&q.Driver, offset == regQueueDriverHigh, v)
+		transport.SetHalf(&q.Driver, offset == regQueueDriverHigh, v)
 	case regQueueDeviceLow, regQueueDeviceHigh:
-		setHalf(&q.Device, offset == regQueueDeviceHigh, v)
+		transport.SetHalf(&q.Device, offset == regQueueDeviceHigh, v)
 	}
 }
 
@@ -323,14 +323,4 @@ func (t *Transport) stopQueueLocked(q *transport.QueueRegs) {
 		t.core.Stop(fmt.Errorf("driver disabled queue %d of the running device", t.core.QueueSelect))
 	}
 	q.Enable = false
-}
-
-// setHalf replaces the low or high 32 bits of *reg with v (the Low and
-// High halves of a 64-bit queue address, §4.2.2).
-func setHalf(reg *uint64, high bool, v uint32) {
-	if high {
-		*reg = *reg&lowHalf | uint64(v)<<32
-	} else {
-		*reg = *reg&^lowHalf | uint64(v)
-	}
 }

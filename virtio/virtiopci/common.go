@@ -1,5 +1,7 @@
 package virtiopci
 
+import "github.com/govmm/govmm/virtio/transport"
+
 // The common configuration structure (§4.1.4.3).
 //
 // Its registers are modelled one by one: readRegister and writeRegister
@@ -113,31 +115,19 @@ func (t *Transport) readRegisterLocked(offset uint64) uint64 {
 	case offQueueNotifyOff:
 		return uint64(c.QueueSelect) // the queue's own doorbell
 	case offQueueDescLo:
-		return q.Desc & lowHalf
+		return q.Desc & transport.LowHalf
 	case offQueueDescHi:
 		return q.Desc >> 32
 	case offQueueDriverLo:
-		return q.Driver & lowHalf
+		return q.Driver & transport.LowHalf
 	case offQueueDriverHi:
 		return q.Driver >> 32
 	case offQueueDeviceLo:
-		return q.Device & lowHalf
+		return q.Device & transport.LowHalf
 	case offQueueDeviceHi:
 		return q.Device >> 32
 	}
 	return 0
-}
-
-// lowHalf masks the low 32 bits of a 64-bit register.
-const lowHalf = 1<<32 - 1
-
-// setHalf replaces the low or high 32 bits of *reg with v.
-func setHalf(reg *uint64, high bool, v uint64) {
-	if high {
-		*reg = *reg&lowHalf | v<<32
-	} else {
-		*reg = *reg&^lowHalf | v&lowHalf
-	}
 }
 
 // writeRegisterLocked gives the register at offset the value v, with the
@@ -191,11 +181,11 @@ func (t *Transport) writeRegisterLocked(offset uint64, v uint64) {
 			q.Enable = true
 		}
 	case offQueueDescLo, offQueueDescHi:
-		setHalf(&q.Desc, offset == offQueueDescHi, v)
+		transport.SetHalf(&q.Desc, offset == offQueueDescHi, uint32(v))
 	case offQueueDriverLo, offQueueDriverHi:
-		setHalf(&q.Driver, offset == offQueueDriverHi, v)
+		transport.SetHalf(&q.Driver, offset == offQueueDriverHi, uint32(v))
 	case offQueueDeviceLo, offQueueDeviceHi:
-		setHalf(&q.Device, offset == offQueueDeviceHi, v)
+		transport.SetHalf(&q.Device, offset == offQueueDeviceHi, uint32(v))
 	}
 }
 
