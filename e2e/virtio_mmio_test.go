@@ -3,9 +3,7 @@ package e2e
 import (
 	"bytes"
 	"fmt"
-	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -24,13 +22,7 @@ func TestVirtioMMIO(t *testing.T) {
 	args := kernelArgs(t, "minimal", false)
 	img := rootfsCopy(t)
 	const size, patternLen, recordAt = 16 << 20, 4 << 20, 8 << 20
-	pattern := make([]byte, patternLen)
-	rng := rand.NewChaCha8([32]byte{'m', 'm', 'i', 'o'})
-	_, _ = rng.Read(pattern)
-	data := filepath.Join(t.TempDir(), "data.img")
-	disk := make([]byte, size)
-	copy(disk, pattern)
-	require.NoError(t, os.WriteFile(data, disk, 0o644))
+	data, pattern := patternDisk(t, "mmio", size, patternLen)
 	addScript(t, img, "mmio", fmt.Sprintf(`
 fail() { echo "MMIO_CHECK_FAILED=$*"; exit 1; }
 n=0

@@ -169,19 +169,29 @@ echo RO_CHECK_OK
 	assert.Equal(t, before, sha256File(t, data), "the read-only image is unchanged")
 }
 
+// patternDisk writes a raw disk image of size bytes that begins with
+// patternLen pseudo-random bytes drawn from seed, and returns its path and
+// the pattern.
+func patternDisk(t *testing.T, seed string, size, patternLen int) (path string, pattern []byte) {
+	t.Helper()
+	var key [32]byte
+	copy(key[:], seed)
+	pattern = make([]byte, patternLen)
+	_, _ = rand.NewChaCha8(key).Read(pattern)
+	path = filepath.Join(t.TempDir(), "data.img")
+	disk := make([]byte, size)
+	copy(disk, pattern)
+	require.NoError(t, os.WriteFile(path, disk, 0o644))
+	return path, pattern
+}
+
 // TestVirtioTwoDisks: vda is root, vdb a raw data disk; the guest reads a
 // known pattern from vdb and writes a record that the host finds.
 func TestVirtioTwoDisks(t *testing.T) {
 	args := kernelArgs(t, "minimal", false)
 	img := rootfsCopy(t)
 	const size, patternLen, recordAt = 16 << 20, 4 << 20, 8 << 20
-	pattern := make([]byte, patternLen)
-	rng := rand.NewChaCha8([32]byte{'g', 'o', 'v', 'm', 'm'})
-	_, _ = rng.Read(pattern)
-	data := filepath.Join(t.TempDir(), "data.img")
-	disk := make([]byte, size)
-	copy(disk, pattern)
-	require.NoError(t, os.WriteFile(data, disk, 0o644))
+	data, pattern := patternDisk(t, "govmm", size, patternLen)
 	addScript(t, img, "two", fmt.Sprintf(`
 echo "VDB_SECTORS=$(cat /sys/block/vdb/size)"
 echo "VDB_SHA=$(dd if=/dev/vdb bs=1M count=%d 2>/dev/null | sha256sum | cut -d' ' -f1)"
