@@ -139,6 +139,9 @@ type Core struct {
 	// driver that reads a multi-field configuration can tell that it
 	// changed under it (§2.5).
 	configGeneration atomic.Uint32
+	// activated is set the first time a driver starts the device and
+	// stays set across resets: Activated reports it.
+	activated atomic.Bool
 
 	// The driver's registers, guarded by the transport's lock.
 	closed bool
@@ -406,8 +409,17 @@ func (c *Core) activate() {
 	})
 	if err != nil {
 		c.NeedsReset(fmt.Errorf("activate: %w", err))
+		return
 	}
+	c.activated.Store(true)
 }
+
+// Activated reports whether a driver has ever started the device: set
+// DRIVER_OK after FEATURES_OK (§3.1.1) and had the device accept its
+// queues. A later reset does not clear it, so after a run it tells a
+// device that a guest drove from one that no guest driver claimed. It may
+// be called without the transport's lock.
+func (c *Core) Activated() bool { return c.activated.Load() }
 
 // Reset resets the device (§2.4): the device stops, and every register
 // returns to its initial value.

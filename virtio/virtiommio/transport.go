@@ -134,6 +134,10 @@ func (t *Transport) Doorbells() []Doorbell {
 	return d
 }
 
+// Activated reports whether a guest driver has ever started the device
+// (transport.Core.Activated).
+func (t *Transport) Activated() bool { return t.core.Activated() }
+
 // Close resets the device, which stops it, and closes the Kick eventfds.
 // The machine must remove the ioeventfds on them first. Register accesses
 // after Close do nothing. Close may be called more than once.

@@ -385,6 +385,33 @@ func TestActivateErrorAndBadQueue(t *testing.T) {
 	assert.Nil(t, dev.Activation())
 }
 
+// Activated turns true when a driver starts the device and stays true
+// across a reset; a start that fails does not count.
+func TestActivated(t *testing.T) {
+	r := newRig(t, virtiotest.NewFakeDevice())
+	assert.False(t, r.tr.Activated(), "before any driver")
+	require.True(t, r.negotiate(defaultFeats))
+	r.setupQueue(0, 16, ramStart, defaultFeats)
+	assert.False(t, r.tr.Activated(), "before DRIVER_OK")
+	r.addStatus(sDriverOK)
+	assert.True(t, r.tr.Activated())
+	r.write(mStatus, 0)
+	assert.True(t, r.tr.Activated(), "after a reset")
+
+	dev := virtiotest.NewFakeDevice()
+	dev.ActivateErr = errors.New("no backend")
+	r = newRig(t, dev)
+	require.True(t, r.negotiate(defaultFeats))
+	r.setupQueue(0, 16, ramStart, defaultFeats)
+	r.addStatus(sDriverOK)
+	require.NotZero(t, r.read(mStatus)&sNeedsReset)
+	assert.False(t, r.tr.Activated(), "Activate failed")
+
+	r = newRig(t, virtiotest.NewFakeDevice())
+	r.write(mStatus, sAcknowledge|sDriver|sDriverOK) // without FEATURES_OK
+	assert.False(t, r.tr.Activated(), "DRIVER_OK without FEATURES_OK")
+}
+
 // A reset stops the device, clears InterruptStatus and every QueueReady
 // (§4.2.2.1), and makes the old activation's callbacks inert.
 func TestReset(t *testing.T) {

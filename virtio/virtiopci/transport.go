@@ -292,6 +292,10 @@ func (t *Transport) Config() *pci.ConfigSpace { return t.cs }
 // MSIX returns the function's MSI-X table.
 func (t *Transport) MSIX() *pci.MSIXTable { return t.msix }
 
+// Activated reports whether a guest driver has ever started the device
+// (transport.Core.Activated).
+func (t *Transport) Activated() bool { return t.core.Activated() }
+
 // Doorbells returns each queue's two notify registers as doorbells for
 // KVM's ioeventfd (pci.DoorbellDevice), both signalling the queue's Kick
 // eventfd: its own address in BAR 0, where a write of any width counts,
