@@ -8,6 +8,8 @@ import (
 	gonet "net"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"syscall"
 
@@ -193,6 +195,9 @@ func cmdBoot(args []string, stdin *os.File, stdout, stderr io.Writer) (int, erro
 			return exitError, err
 		}
 	}
+	if hint := driverHint(res.Reason, m.DevicesWithoutDriver(), cfg.VirtioTransport); hint != "" && !*raw {
+		fmt.Fprintln(stderr, hint)
+	}
 	switch res.Reason {
 	case machine.Failed:
 		// The whole error, with the register dump that follows its
@@ -227,4 +232,41 @@ func readInput(what, path string) ([]byte, error) {
 		return nil, fmt.Errorf("%s %s is empty", what, path)
 	}
 	return b, nil
+}
+
+// driverHint explains, after a run that the guest ended itself, the
+// devices that no driver in it started, with the Linux drivers they need.
+// It says nothing after a run that the host stopped or that failed: that
+// guest may not have reached its drivers yet.
+func driverHint(r machine.Reason, unclaimed []machine.UnclaimedDevice, t machine.VirtioTransport) string {
+	if len(unclaimed) == 0 || r == machine.Stopped || r == machine.Failed {
+		return ""
+	}
+	names := make([]string, len(unclaimed))
+	var drivers []string
+	for i, u := range unclaimed {
+		names[i] = u.Name
+		if u.Driver != "" && !slices.Contains(drivers, u.Driver) {
+			drivers = append(drivers, u.Driver)
+		}
+	}
+	msg := "govmm: no driver in the guest started " + strings.Join(names, ", ") + ": "
+	if t == machine.VirtioMMIO {
+		// The windows are announced only as virtio_mmio.device=
+		// parameters, which virtio_mmio parses only when built with
+		// CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES (drivers/virtio/Kconfig).
+		return msg + "the guest kernel needs " +
+			joinAnd(append([]string{"virtio_mmio built with CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES=y"}, drivers...)) +
+			"; --virtio-transport pci suits every kernel with virtio_pci"
+	}
+	return msg + "the guest kernel needs " + joinAnd(append([]string{"virtio_pci"}, drivers...)) +
+		", built in or loaded from its initramfs (--initrd)"
+}
+
+// joinAnd joins words as English lists them: "a", "a and b", "a, b and c".
+func joinAnd(words []string) string {
+	if len(words) <= 1 {
+		return strings.Join(words, "")
+	}
+	return strings.Join(words[:len(words)-1], ", ") + " and " + words[len(words)-1]
 }
