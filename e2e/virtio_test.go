@@ -55,6 +55,7 @@ func checkDiskBoot(t *testing.T, r bootResult, cpus int, action string, ran bool
 	checkBoot(t, r, cpus, action)
 	ok := assert.NotContains(t, r.console, "GOVMM_ROOT_FAILED", "the initramfs found and mounted the root disk")
 	ok = assert.Equal(t, "ext4", marker(r.console, "GOVMM_ROOTFS"), "the init ran from the ext4 disk") && ok
+	ok = assert.NotContains(t, r.stderr, noDriverHint, "every device had its driver") && ok
 	if ran {
 		ok = assert.Equal(t, "0", marker(r.console, "GOVMM_RUN_STATUS"), "the guest script's exit status") && ok
 	}
@@ -110,6 +111,29 @@ func TestVirtioRootDisk(t *testing.T) {
 			fsck(t, img)
 		})
 	}
+}
+
+// noDriverHint begins what govmm boot says about devices that no driver
+// in the guest started (driverHint in cmd/govmm).
+const noDriverHint = "govmm: no driver in the guest started"
+
+// TestVirtioNoDriverHint: Debian's kernel booted without its initramfs
+// has neither virtio_pci nor virtio_blk (both are modules), so it cannot
+// find its root disk and panics, and panic=-1 reboots. govmm then says
+// that no driver started the disk and which drivers the kernel needs: the
+// commonest mistake with a stock kernel, explained.
+func TestVirtioNoDriverHint(t *testing.T) {
+	img := rootfsCopy(t)
+	args := append(kernelArgs(t, "debian-cloud", false), "--disk", img, "--mem", "512M",
+		"--append", cmdline("reboot", ""))
+	r := startVM(t, t.Name(), args...).wait()
+	ok := assert.Equal(t, 0, r.status, "govmm exit status after the guest's reset")
+	ok = assert.Contains(t, r.console, "VFS: Unable to mount root fs", "the kernel found no root disk") && ok
+	ok = assert.Contains(t, r.stderr, noDriverHint+" virtio-blk vda: the guest kernel needs virtio_pci and virtio_blk, built in or loaded from its initramfs") && ok
+	if !ok {
+		t.Logf("console:\n%s\nstderr:\n%s", tail(r.console), r.stderr)
+	}
+	assert.NotContains(t, r.stderr, "panic:", "govmm must never panic")
 }
 
 // TestVirtioDiskWrite: what the guest writes and syncs is in the host's
