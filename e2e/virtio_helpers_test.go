@@ -62,12 +62,13 @@ type vm struct {
 }
 
 // startVM runs bin/govmm boot with args; the run is killed at bootTimeout
-// and when the test ends.
+// and when the test ends. govmm logs at level info, so that stderr says how
+// the guest ended (and, after a triple fault, in what state).
 func startVM(t *testing.T, name string, args ...string) *vm {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
 	v := &vm{t: t, name: name, ctx: ctx, cancel: cancel, done: make(chan struct{})}
-	v.cmd = exec.CommandContext(ctx, filepath.Join(repoRoot(t), "bin", "govmm"), append([]string{"boot"}, args...)...)
+	v.cmd = exec.CommandContext(ctx, filepath.Join(repoRoot(t), "bin", "govmm"), append([]string{"boot", "--log-level", "info"}, args...)...)
 	v.cmd.Stdout, v.cmd.Stderr = &v.console, &v.stderr
 	// A hung govmm is sent SIGQUIT first, for its goroutines' stacks.
 	v.cmd.Cancel = quitForStacks(v.cmd)

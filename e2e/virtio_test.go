@@ -349,6 +349,20 @@ echo "GUEST_SHARED_VECTORS=$(grep -c -e -virtqueues /proc/interrupts)"
 	}
 }
 
+// tripleFault is how govmm logs (at level info, see startVM) a guest that
+// ended in a triple fault (machine/vcpu.go, KVM_EXIT_SHUTDOWN).
+const tripleFault = "triple fault (KVM_EXIT_SHUTDOWN)"
+
+// tripleFaultedInTestBed reports a run that the guest ended with a triple
+// fault before its init's last word (GOVMM_ACTION), inside the nested test
+// bed. Under QEMU TCG's emulation of SVM, guests have died that way with
+// no sign of trouble in them, before their init and during it; on a host
+// with VMX or SVM it is always a failure.
+func tripleFaultedInTestBed(r bootResult) bool {
+	return tcgNestedSVM() && strings.Contains(r.stderr, tripleFault) &&
+		!strings.Contains(r.console, "GOVMM_ACTION=")
+}
+
 // TestVirtioAllBusy: two vCPUs and every device busy at once: a disk write
 // and read-back, a 16 MiB TCP stream to the host, and 256 KiB from the
 // virtio entropy device. Here the test makes the tap itself, persistent and
@@ -357,7 +371,9 @@ echo "GUEST_SHARED_VECTORS=$(grep -c -e -virtqueues /proc/interrupts)"
 // In the nested test bed this load has twice hung the guest on its first
 // run after L1 booted, and SIGUSR2 showed why: one vCPU ran with L1's own
 // registers (foreignVCPUState), which QEMU TCG's SVM had put there. A run
-// that hangs that way, and only that way, is tried once more.
+// that hangs that way is tried once more, and so is one that the guest
+// ended with a triple fault before its script was done
+// (tripleFaultedInTestBed; seen once, in a CI run, the console silent).
 func TestVirtioAllBusy(t *testing.T) {
 	need(t, "/dev/net/tun")
 	args := kernelArgs(t, "minimal", false)
@@ -396,6 +412,12 @@ rm -f /root/busy
 				continue
 			}
 			t.Fatalf("govmm did not finish within %v %s\nconsole:\n%s\nstderr:\n%s", bootTimeout, why, tail(r.console), r.stderr)
+		}
+		if attempt == 1 && tripleFaultedInTestBed(r) {
+			t.Logf("attempt %d: the guest triple-faulted before its script ended, in the nested test bed, "+
+				"whose SVM emulation has crashed guests that way before; trying once more\nconsole:\n%s\nstderr:\n%s",
+				attempt, tail(r.console), r.stderr)
+			continue
 		}
 		checkDiskBoot(t, r, 2, "reboot", true)
 		for _, x := range []string{"disk", "rng", "net"} {

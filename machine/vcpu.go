@@ -158,11 +158,10 @@ func (v *vcpu) handleExit(reason kvm.ExitReason, ev *exitEvent) bool {
 		// A triple fault: the CPU shuts down, and on a PC the chipset
 		// turns that into a reset (Intel SDM Vol. 3A §6.15, "Interrupt
 		// 8—Double Fault Exception", and the chipset's shutdown cycle).
-		// Linux uses it as the last-resort reboot method.
 		// Linux triple-faults on purpose as its last reboot method
 		// (reboot=t), but a guest that crashes that hard ends the same
-		// way, so the state it died in is kept for --log-level debug.
-		m.log.Debug("triple fault", "vcpu", v.ID(), "registers", v.dump())
+		// way, so the state it died in is kept for --log-level info.
+		m.log.Info("triple fault", "vcpu", v.ID(), "registers", v.dump())
 		m.finish(Result{Reason: Reset, Detail: "triple fault (KVM_EXIT_SHUTDOWN)"})
 		return false
 	case kvm.ExitSystemEvent:
