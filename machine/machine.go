@@ -156,6 +156,7 @@ type Machine struct {
 	vcpuWG       sync.WaitGroup
 	stopping     atomic.Bool
 	haltCheckGen atomic.Uint64
+	haltRound    atomic.Pointer[haltRound] // the haltedTogether round under way, or nil
 
 	// InspectVCPUs: one inspection at a time, numbered by inspectGen;
 	// the vCPUs answer on inspected, which has room for all of them.
@@ -418,8 +419,10 @@ func (m *Machine) stopVCPUs() {
 }
 
 // haltWatchdog notices a guest that has stopped every CPU for good (see
-// vcpu.reportHaltState) and ends the run as Halted. Each round kicks all
-// vCPUs so they report, then judges the reports at the next tick.
+// vcpu.stoppedForGood) and ends the run as Halted. Each round kicks all
+// vCPUs so they report, then judges the reports at the next tick; when
+// they all say stopped, haltedTogether confirms it with every vCPU stopped
+// at once.
 func (m *Machine) haltWatchdog(done <-chan struct{}) {
 	t := time.NewTicker(haltCheckInterval)
 	defer t.Stop()
@@ -430,9 +433,13 @@ func (m *Machine) haltWatchdog(done <-chan struct{}) {
 			return
 		case <-t.C:
 		}
+		// The reports of the last round say every vCPU has stopped;
+		// haltedTogether makes sure they all have at once.
 		if asked != 0 && m.allHalted(asked) {
-			m.finish(Result{Reason: Halted, Detail: "all vCPUs halted with interrupts disabled"})
-			return
+			if halted, _ := m.haltedTogether(done); halted {
+				m.finish(Result{Reason: Halted, Detail: "all vCPUs halted with interrupts disabled"})
+				return
+			}
 		}
 		asked = m.haltCheckGen.Add(1)
 		for _, v := range m.vcpus {

@@ -42,6 +42,9 @@ type vcpu struct {
 	// checkGen is the halt-check generation that state belongs to.
 	halted   atomic.Bool
 	checkGen atomic.Uint64
+	// round is the last haltedTogether round this vCPU joined; only its
+	// goroutine touches it.
+	round *haltRound
 	// inspectedGen is the last InspectVCPUs request this vCPU answered;
 	// only its goroutine touches it.
 	inspectedGen uint64
@@ -100,6 +103,7 @@ func (v *vcpu) run() {
 			// InspectVCPUs a description.
 			v.ClearImmediateExit()
 			v.reportHaltState()
+			v.joinHaltRound()
 			v.answerInspect()
 			continue
 		}
@@ -212,27 +216,13 @@ func internalErrorName(sub uint32) string {
 }
 
 // reportHaltState answers the halt watchdog: it records whether this vCPU
-// can never run again by itself. An application processor still waiting
-// for INIT/SIPI counts, and so does a CPU halted with interrupts off:
-// only an NMI or INIT could wake it, and govmm sends neither. That is how
-// Linux leaves every CPU after "poweroff" on a machine without ACPI
-// (arch/x86/kernel/reboot.c: native_machine_halt → stop_this_cpu).
+// can never run again by itself (stoppedForGood), as of this moment.
 func (v *vcpu) reportHaltState() {
 	gen := v.m.haltCheckGen.Load()
 	if v.checkGen.Load() == gen {
 		return
 	}
-	st, err := v.GetMPState()
-	dead := false
-	if err == nil {
-		switch st {
-		case kvm.MPStateUninitialized, kvm.MPStateInitReceived:
-			dead = true
-		case kvm.MPStateHalted:
-			dead = !v.IFFlag()
-		}
-	}
-	v.halted.Store(dead)
+	v.halted.Store(v.stoppedForGood())
 	v.checkGen.Store(gen)
 }
 
