@@ -2,6 +2,7 @@ package machine
 
 import (
 	"encoding/binary"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -95,16 +96,24 @@ func TestSmokeVirtioMMIONotify(t *testing.T) {
 // diskImageSize is the size of the test's disk images: one sector.
 const diskImageSize = 512
 
-// TestSmokeVirtioMMIOCmdline: each device is announced on the kernel
-// command line, in window order, with its own window and a free ISA IRQ.
-func TestSmokeVirtioMMIOCmdline(t *testing.T) {
+// blankDisks makes n zeroed disk images of diskImageSize in the test's
+// temporary directory.
+func blankDisks(t *testing.T, n int) []Disk {
+	t.Helper()
 	dir := t.TempDir()
 	var disks []Disk
-	for _, name := range []string{"a.img", "b.img"} {
-		path := filepath.Join(dir, name)
+	for i := range n {
+		path := filepath.Join(dir, fmt.Sprintf("disk%d.img", i))
 		require.NoError(t, os.WriteFile(path, make([]byte, diskImageSize), 0o600))
 		disks = append(disks, Disk{Path: path})
 	}
+	return disks
+}
+
+// TestSmokeVirtioMMIOCmdline: each device is announced on the kernel
+// command line, in window order, with its own window and a free ISA IRQ.
+func TestSmokeVirtioMMIOCmdline(t *testing.T) {
+	disks := blankDisks(t, 2)
 	r, out := runGuest(t, Config{Kernel: bzImage(printCmdlineAndPowerOff), Cmdline: "console=ttyS0",
 		Disks: disks, VirtioTransport: VirtioMMIO})
 	require.NoError(t, r.Err)
@@ -167,13 +176,7 @@ func driverStart(w *virtiommio.Transport, rings uint64) {
 // virtio-rng is not, and a disk whose driver reached DRIVER_OK is not.
 func TestSmokeDevicesWithoutDriver(t *testing.T) {
 	needKVM(t)
-	dir := t.TempDir()
-	var disks []Disk
-	for _, name := range []string{"a.img", "b.img"} {
-		path := filepath.Join(dir, name)
-		require.NoError(t, os.WriteFile(path, make([]byte, diskImageSize), 0o600))
-		disks = append(disks, Disk{Path: path})
-	}
+	disks := blankDisks(t, 2)
 	var out devicetest.Buffer
 	m, err := New(Config{Kernel: bzImage(printCmdlineAndPowerOff), MemSize: 64 << 20, CPUs: 1,
 		Disks: disks, VirtioTransport: VirtioMMIO, Console: &out})
