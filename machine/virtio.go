@@ -75,14 +75,16 @@ type UnclaimedDevice struct {
 	Driver string
 }
 
-// linuxDrivers names Linux's driver for each virtio device type
-// (drivers/block/virtio_blk.c, drivers/net/virtio_net.c,
-// drivers/char/virtio_console.c, drivers/char/hw_random/virtio-rng.c).
-var linuxDrivers = map[uint16]string{
-	virtio.VIRTIO_ID_NET:     "virtio_net",
-	virtio.VIRTIO_ID_BLOCK:   "virtio_blk",
-	virtio.VIRTIO_ID_CONSOLE: "virtio_console",
-	virtio.VIRTIO_ID_RNG:     "virtio_rng",
+// linuxDriver names Linux's driver for virtio device type id, or "" for
+// a type govmm has no name for. Linux names each driver after its device,
+// with an underscore: virtio_net, virtio_blk, virtio_console, virtio_rng
+// (drivers/net/virtio_net.c, drivers/block/virtio_blk.c, ...).
+func linuxDriver(id uint16) string {
+	switch id {
+	case virtio.VIRTIO_ID_NET, virtio.VIRTIO_ID_BLOCK, virtio.VIRTIO_ID_CONSOLE, virtio.VIRTIO_ID_RNG:
+		return strings.ReplaceAll(virtio.DeviceName(id), "-", "_")
+	}
+	return ""
 }
 
 // DevicesWithoutDriver lists the devices the caller asked for (the disks,
@@ -97,7 +99,7 @@ func (m *Machine) DevicesWithoutDriver() []UnclaimedDevice {
 	var list []UnclaimedDevice
 	for _, f := range m.virtio {
 		if !f.own && !f.activated() {
-			list = append(list, UnclaimedDevice{Name: f.name, Driver: linuxDrivers[f.dev.DeviceID()]})
+			list = append(list, UnclaimedDevice{Name: f.name, Driver: linuxDriver(f.dev.DeviceID())})
 		}
 	}
 	return list

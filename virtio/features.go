@@ -1,5 +1,7 @@
 package virtio
 
+import "fmt"
+
 // The constants in this file and the ring flags keep the names the
 // specification and Linux's include/uapi/linux/virtio_*.h give them, so that
 // they can be looked up there as they are written here.
@@ -32,6 +34,24 @@ const (
 	VIRTIO_ID_CONSOLE = 3 // console (§5.3)
 	VIRTIO_ID_RNG     = 4 // entropy source (§5.4)
 )
+
+// DeviceName names device type id for logs, as Linux names its driver
+// but with a dash (drivers/block/virtio_blk.c is virtio_blk): "virtio-net",
+// "virtio-blk", "virtio-console", "virtio-rng", or "virtio-ID" for another
+// type.
+func DeviceName(id uint16) string {
+	switch id {
+	case VIRTIO_ID_NET:
+		return "virtio-net"
+	case VIRTIO_ID_BLOCK:
+		return "virtio-blk"
+	case VIRTIO_ID_CONSOLE:
+		return "virtio-console"
+	case VIRTIO_ID_RNG:
+		return "virtio-rng"
+	}
+	return fmt.Sprintf("virtio-%d", id)
+}
 
 // Feature bit numbers that are not specific to a device type (§6 "Reserved
 // Feature Bits"). Bits 0 to 23 and 50 to 127 belong to the device type;

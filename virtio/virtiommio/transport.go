@@ -58,7 +58,7 @@ func New(cfg Config) (*Transport, error) {
 	}
 	name := cfg.Name
 	if name == "" {
-		name = fmt.Sprintf("virtio-%d", cfg.Device.DeviceID())
+		name = virtio.DeviceName(cfg.Device.DeviceID())
 	}
 	if cfg.Device.DeviceID() == 0 {
 		// "If DeviceID is zero (0x0) the driver MUST discard the device"

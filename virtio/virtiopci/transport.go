@@ -84,7 +84,7 @@ func New(cfg Config) (*Transport, error) {
 	id := cfg.Device.DeviceID()
 	name := cfg.Name
 	if name == "" {
-		name = deviceName(id)
+		name = virtio.DeviceName(id)
 	}
 	if id == 0 || id > MaxVirtioDeviceID {
 		return nil, fmt.Errorf("virtiopci: %s: device ID %d does not fit the PCI device ID range", name, id)
@@ -145,21 +145,6 @@ func (t *Transport) msixVectors() int {
 		return sharedQueueVectors
 	}
 	return t.core.NumQueues() + 1
-}
-
-// deviceName names a device type for logs.
-func deviceName(id uint16) string {
-	switch id {
-	case virtio.VIRTIO_ID_NET:
-		return "virtio-net"
-	case virtio.VIRTIO_ID_BLOCK:
-		return "virtio-blk"
-	case virtio.VIRTIO_ID_CONSOLE:
-		return "virtio-console"
-	case virtio.VIRTIO_ID_RNG:
-		return "virtio-rng"
-	}
-	return fmt.Sprintf("virtio-%d", id)
 }
 
 // buildConfigSpace creates the configuration space: the header, BAR 0 and
