@@ -64,13 +64,12 @@ func (m *Machine) haltedTogether(done <-chan struct{}) (halted, complete bool) {
 	for n := 0; n < r.vcpus; n++ {
 		select {
 		case <-r.arrived:
+			continue
 		case <-timeout:
-			close(r.allHere)
-			return false, false
 		case <-done:
-			close(r.allHere)
-			return false, false
 		}
+		close(r.allHere) // the vCPUs that came read their state for nothing
+		return false, false
 	}
 	close(r.allHere)
 	halted = true
