@@ -211,6 +211,10 @@ func TestResourceTemplate(t *testing.T) {
 	assert.Equal(t, unhex(t, "11 05 0a 02 79 00"), Encode(ResourceTemplate()))
 	// The zero IRQ is edge-triggered, active-high, exclusive: _HE set.
 	assert.Equal(t, unhex(t, "23 00 00 01"), IRQ{}.AppendResource(nil))
+	assert.Equal(t, unhex(t, "86 09 00 01 00 00 b0 fe 00 10 00 00"),
+		Memory32Fixed{ReadWrite: true, Base: 0xFEB0_0000, Length: 0x1000}.AppendResource(nil))
+	assert.Equal(t, unhex(t, "86 09 00 00 78 56 34 12 10 00 00 00"),
+		Memory32Fixed{Base: 0x1234_5678, Length: 0x10}.AppendResource(nil), "read-only")
 	assert.Panics(t, func() { IRQNoFlags{16}.AppendResource(nil) })
 	assert.Panics(t, func() { AddressSpace{Width: 8}.AppendResource(nil) })
 	assert.Panics(t, func() { WordIO(0, 0xFFFF).AppendResource(nil) }, "length 0x10000 does not fit a word")
@@ -275,6 +279,36 @@ func TestAgainstIASL(t *testing.T) {
 				Integer(0x100), Integer(0xFFFF), Integer(0x10000), Integer(0xFFFFFFFF),
 				Integer(0x1_0000_0000), Integer(0xFFFF_FFFF_FFFF_FFFE), Integer(0xFFFF_FFFF_FFFF_FFFF)})}},
 		tc{"string", `Name (STR, "govmm")`, []Node{Name("STR", String("govmm"))}},
+		tc{"platform-device", `Device (VR00) {
+            Name (_HID, "LNRO0005")
+            Name (_UID, 0)
+            Name (_CRS, ResourceTemplate () {
+                Memory32Fixed (ReadWrite, 0xFEB00000, 0x00001000)
+                IRQ (Edge, ActiveHigh, Exclusive) {5}
+            })
+        }
+        Device (VR01) {
+            Name (_CRS, ResourceTemplate () {
+                Memory32Fixed (ReadOnly, 0x12345678, 0x00000010)
+                IRQ (Edge, ActiveHigh, Shared) {15}
+            })
+        }`,
+			[]Node{
+				Device("VR00",
+					Name("_HID", String("LNRO0005")),
+					Name("_UID", Integer(0)),
+					Name("_CRS", ResourceTemplate(
+						Memory32Fixed{ReadWrite: true, Base: 0xFEB0_0000, Length: 0x1000},
+						IRQ{IRQs: []uint8{5}},
+					)),
+				),
+				Device("VR01",
+					Name("_CRS", ResourceTemplate(
+						Memory32Fixed{Base: 0x1234_5678, Length: 0x10},
+						IRQ{IRQs: []uint8{15}, Shared: true},
+					)),
+				),
+			}},
 		tc{"pci", `Scope (\_SB) {
         Device (PCI0) {
             Name (_HID, EisaId ("PNP0A08"))

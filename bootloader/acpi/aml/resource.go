@@ -25,6 +25,7 @@ const (
 	smallIO      = 0x08 // I/O Port Descriptor, §6.4.2.5
 	smallEndTag  = 0x0F // End Tag, §6.4.2.9
 	largeTag     = 0x80
+	largeMem32F  = 0x06 // 32-Bit Fixed Memory Range Descriptor, §6.4.3.4
 	largeDWordAS = 0x07 // DWord Address Space Descriptor, §6.4.3.5.2
 	largeWordAS  = 0x08 // Word Address Space Descriptor, §6.4.3.5.3
 	largeQWordAS = 0x0A // QWord Address Space Descriptor, §6.4.3.5.1
@@ -33,12 +34,16 @@ const (
 	irqFlagsLen   = 3 // IRQ mask and information byte
 	ioLen         = 7 // information, _MIN, _MAX, _ALN, _LEN
 	endTagLen     = 1 // checksum
+	mem32FixedLen = 9 // information, _BAS, _LEN
 	maxISAIRQ     = 15
 
 	// IRQ information byte (§6.4.2.1).
 	irqEdge      = 1 << 0 // _HE: 1 = edge-triggered, 0 = level-triggered
 	irqActiveLow = 1 << 3 // _LL: 1 = active-low, 0 = active-high
 	irqShared    = 1 << 4 // _SHR: 1 = shared with other devices
+
+	// Fixed memory range information byte (§6.4.3.4).
+	memWritable = 1 << 0 // _RW: 1 = read/write, 0 = read-only
 
 	// I/O port information byte (§6.4.2.5).
 	ioDecode16 = 1 << 0 // _DEC: 1 = the device decodes all 16 address bits
@@ -83,6 +88,28 @@ func (io IO) AppendResource(b []byte) []byte {
 	b = binary.LittleEndian.AppendUint16(b, io.Min)
 	b = binary.LittleEndian.AppendUint16(b, io.Max)
 	return append(b, io.Alignment, io.Length)
+}
+
+// Memory32Fixed is a 32-Bit Fixed Memory Range Descriptor (ACPI 6.5
+// §6.4.3.4), ASL Memory32Fixed(ReadWrite|ReadOnly, Base, Length): Length
+// bytes of registers at a fixed address that the device decodes, as a
+// platform device's _CRS lists them.
+type Memory32Fixed struct {
+	ReadWrite    bool // writable (else read-only)
+	Base, Length uint32
+}
+
+// AppendResource implements Resource.
+func (m Memory32Fixed) AppendResource(b []byte) []byte {
+	var info byte
+	if m.ReadWrite {
+		info |= memWritable
+	}
+	b = append(b, largeTag|largeMem32F)
+	b = binary.LittleEndian.AppendUint16(b, mem32FixedLen)
+	b = append(b, info)
+	b = binary.LittleEndian.AppendUint32(b, m.Base)
+	return binary.LittleEndian.AppendUint32(b, m.Length)
 }
 
 // IRQ is an IRQ Descriptor with its information byte (ACPI 6.5 §6.4.2.1),
