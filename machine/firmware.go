@@ -65,7 +65,7 @@ func (m *Machine) writeFirmwareTables() (rsdp uint64, err error) {
 		ResetPort:        devices.ResetControlPort,
 		ResetValue:       devices.ResetControlValue,
 		S5SleepType:      devices.DefaultS5SleepType,
-		SystemBus:        pciDSDT(),
+		SystemBus:        append(pciDSDT(), m.virtioMMIODSDT()...),
 		Tables:           []acpi.Table{mcfgTable()},
 		SizeLimit:        acpiTablesLimit,
 	}, acpiTablesAddr)

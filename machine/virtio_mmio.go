@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/govmm/govmm/bootloader/acpi/aml"
 	"github.com/govmm/govmm/internal/eventfd"
 	"github.com/govmm/govmm/kvm"
 	"github.com/govmm/govmm/machine/memory"
@@ -20,10 +21,11 @@ const (
 	// every kernel with virtio_pci finds it: Debian's stock kernels
 	// included. The default.
 	VirtioPCI VirtioTransport = iota
-	// VirtioMMIO gives each device a window of registers (§4.2) and
-	// announces it on the kernel command line, for minimal kernels built
-	// without PCI. The kernel needs CONFIG_VIRTIO_MMIO and
-	// CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES.
+	// VirtioMMIO gives each device a window of registers (§4.2),
+	// described twice: in the DSDT, where a kernel with ACPI finds it
+	// (Debian's stock kernels, with virtio_mmio loaded from their
+	// initramfs), and on the kernel command line, for minimal kernels
+	// built without ACPI or PCI (CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES).
 	VirtioMMIO
 )
 
@@ -152,6 +154,54 @@ func (d *mmioDevice) close(m *Machine) error {
 	return errors.Join(errs...)
 }
 
+// virtioMMIOACPIID is the ACPI hardware ID of a virtio-mmio device: the ID
+// Linaro registered for it, which Linux's virtio_mmio matches
+// (drivers/virtio/virtio_mmio.c, virtio_mmio_acpi_match), as QEMU's
+// microvm and Firecracker describe theirs.
+const virtioMMIOACPIID = "LNRO0005"
+
+// acpiName is the device's name in the DSDT: VR and its window's index in
+// hexadecimal, a four-character NameSeg (ACPI 6.5 §20.2.2) for each of the
+// MaxVirtioMMIODevices windows.
+func (d *mmioDevice) acpiName() string {
+	return fmt.Sprintf("VR%02X", d.index())
+}
+
+// index is the device's window number counted from memory.VirtioMMIOBase.
+func (d *mmioDevice) index() int {
+	return int((d.base - memory.VirtioMMIOBase) / virtiommio.Window)
+}
+
+// virtioMMIODSDT describes the virtio-mmio devices in \_SB, one platform
+// device each: _HID LNRO0005, a _UID unique among them (ACPI 6.5 §6.1.12),
+// and in _CRS the register window and the ISA interrupt, edge-triggered and
+// active-high as the MADT leaves ISA IRQs, marked shared where devices past
+// the seventh share a line. Linux's ACPI scan turns each into a platform
+// device (LNRO0005:00, ...) in this order, which is window order, so the
+// first disk is /dev/vda as on the command line.
+func (m *Machine) virtioMMIODSDT() []aml.Node {
+	var devs []*mmioDevice
+	users := map[uint32]int{}
+	for _, f := range m.virtio {
+		if f.mmio != nil {
+			devs = append(devs, f.mmio)
+			users[f.mmio.irq]++
+		}
+	}
+	nodes := make([]aml.Node, 0, len(devs))
+	for _, d := range devs {
+		nodes = append(nodes, aml.Device(d.acpiName(),
+			aml.Name("_HID", aml.String(virtioMMIOACPIID)),
+			aml.Name("_UID", aml.Integer(d.index())),
+			aml.Name("_CRS", aml.ResourceTemplate(
+				aml.Memory32Fixed{ReadWrite: true, Base: uint32(d.base), Length: virtiommio.Window},
+				aml.IRQ{IRQs: []uint8{uint8(d.irq)}, Shared: users[d.irq] > 1},
+			)),
+		))
+	}
+	return nodes
+}
+
 // cmdlineParam announces the device to Linux: "virtio_mmio.device=
 // <size>@<baseaddr>:<irq>" (drivers/virtio/virtio_mmio.c, vm_cmdline_set;
 // the size is parsed by memparse, so 4K is 0x1000).
@@ -165,6 +215,13 @@ const memparseK = 1 << 10
 // withVirtioMMIO returns cmdline with the devices' announcements appended,
 // in window order: Linux registers them in that order, and virtio-blk
 // names disks in probe order, so the first disk is /dev/vda.
+//
+// A kernel that has ACPI has already made the devices from the DSDT
+// (acpi_init is a subsys_initcall; virtio_mmio parses its device=
+// parameters at the device initcall level, device_param_cb), so when it
+// also has CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES each announcement finds its
+// window taken and logs "failed to claim resource": noise, not a second
+// device. A kernel without that option ignores the parameters.
 func (m *Machine) withVirtioMMIO(cmdline string) string {
 	var params []string
 	for _, f := range m.virtio {

@@ -39,7 +39,7 @@ func cmdBoot(args []string, stdin *os.File, stdout, stderr io.Writer) (int, erro
 	cpus := fs.Int("cpus", 1, "number of vCPUs (1-64)")
 	disks := fs.StringArray("disk", nil, "attach a raw disk image as virtio-blk, `PATH[,ro]`; repeat for /dev/vda, /dev/vdb, ... (adds root=/dev/vda rw to a command line without root=)")
 	nets := fs.StringArray("net", nil, "attach a virtio-net card on a tap device, `tap=NAME[,mac=MAC]`; govmm creates the tap if needed (repeatable)")
-	transport := fs.String("virtio-transport", machine.VirtioPCI.String(), "how virtio devices reach the guest: `pci` (every kernel with virtio_pci, Debian's included) or mmio (register windows announced on the command line, for minimal kernels with CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES)")
+	transport := fs.String("virtio-transport", machine.VirtioPCI.String(), "how virtio devices reach the guest: `pci` (every kernel with virtio_pci, Debian's included) or mmio (register windows described in ACPI and on the command line, for kernels with virtio_mmio)")
 	gdbAddr := fs.String("gdb", "", "wait for GDB on `ADDR` before the first instruction: PORT or :PORT listens on 127.0.0.1 only, HOST:PORT on HOST (then: gdb vmlinux -ex 'target remote :PORT')")
 	raw := fs.Bool("raw", false, "treat --kernel as a flat real-mode image, loaded and entered at 0000:7C00 like a boot sector")
 	logLevel := fs.String("log-level", "warn", "diagnostics `level`: debug, info, warn or error")
@@ -252,12 +252,12 @@ func driverHint(r machine.Reason, unclaimed []machine.UnclaimedDevice, t machine
 	}
 	msg := "govmm: no driver in the guest started " + strings.Join(names, ", ") + ": "
 	if t == machine.VirtioMMIO {
-		// The windows are announced only as virtio_mmio.device=
-		// parameters, which virtio_mmio parses only when built with
-		// CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES (drivers/virtio/Kconfig).
-		return msg + "the guest kernel needs " +
-			joinAnd(append([]string{"virtio_mmio built with CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES=y"}, drivers...)) +
-			"; --virtio-transport pci suits every kernel with virtio_pci"
+		// A kernel with ACPI finds the windows in the DSDT; one without
+		// has only the virtio_mmio.device= parameters, which virtio_mmio
+		// parses only when built with CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES
+		// (drivers/virtio/Kconfig).
+		return msg + "the guest kernel needs " + joinAnd(append([]string{"virtio_mmio"}, drivers...)) +
+			", built in or loaded from its initramfs (--initrd); a kernel without ACPI finds virtio-mmio devices only with CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES=y"
 	}
 	return msg + "the guest kernel needs " + joinAnd(append([]string{"virtio_pci"}, drivers...)) +
 		", built in or loaded from its initramfs (--initrd)"

@@ -29,7 +29,7 @@ func TestDriverHint(t *testing.T) {
 		{"two disks and a card, halted", machine.Halted, []machine.UnclaimedDevice{vda, vdb, nic, odd}, machine.VirtioPCI,
 			"govmm: no driver in the guest started virtio-blk vda, virtio-blk vdb, virtio-net 0 (tap t0, 52:54:00:12:34:56), virtio-9p: the guest kernel needs virtio_pci, virtio_blk and virtio_net, built in or loaded from its initramfs (--initrd)"},
 		{"mmio", machine.PowerOff, []machine.UnclaimedDevice{vda}, machine.VirtioMMIO,
-			"govmm: no driver in the guest started virtio-blk vda: the guest kernel needs virtio_mmio built with CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES=y and virtio_blk; --virtio-transport pci suits every kernel with virtio_pci"},
+			"govmm: no driver in the guest started virtio-blk vda: the guest kernel needs virtio_mmio and virtio_blk, built in or loaded from its initramfs (--initrd); a kernel without ACPI finds virtio-mmio devices only with CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES=y"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			assert.Equal(t, c.want, driverHint(c.reason, c.unclaimed, c.transport))

@@ -3,15 +3,17 @@
 // to the guest as a window of memory-mapped registers that Linux's
 // virtio_mmio driver (drivers/virtio/virtio_mmio.c) binds to.
 //
-// It is govmm's second transport, for minimal kernels built without PCI:
-// virtio-mmio has no bus to enumerate, so the machine announces each
-// device on the kernel command line as
-// virtio_mmio.device=<size>@<base>:<irq> (which needs
-// CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES; Debian's stock kernels lack it and
-// use virtio over PCI). The device logic, the feature negotiation, the
-// status state machine and the queue registers are the same as over PCI:
-// they live in the virtio packages and in virtio/transport. Only the
-// register layout and the interrupt are this package's.
+// It is govmm's second transport, for kernels that do without a PCI bus.
+// virtio-mmio has no bus to enumerate, so the machine describes each
+// device twice: in the ACPI DSDT as a platform device with hardware ID
+// LNRO0005, which virtio_mmio matches in any kernel with ACPI (Debian's
+// stock kernels load it as a module), and on the kernel command line as
+// virtio_mmio.device=<size>@<base>:<irq>, for minimal kernels without
+// ACPI (which needs CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES). The device logic,
+// the feature negotiation, the status state machine and the queue
+// registers are the same as over PCI: they live in the virtio packages and
+// in virtio/transport. Only the register layout and the interrupt are this
+// package's.
 //
 // # What the guest sees
 //
