@@ -58,9 +58,11 @@ trap 'rm -rf "$GOVMM_BUILD"/.initramfs.$$.*' EXIT
 
 # The virtio drivers of Debian's kernels, in no particular order (the load
 # order comes from modules.dep). failover/net_failover are virtio_net's deps;
-# virtio_rng gives the guest /dev/hwrng from a virtio entropy device.
+# virtio_rng gives the guest /dev/hwrng from a virtio entropy device;
+# virtio_mmio binds the LNRO0005 devices of --virtio-transport mmio.
 VIRTIO_MODULES=(virtio virtio_ring virtio_pci_legacy_dev virtio_pci_modern_dev
-                virtio_pci virtio_blk failover net_failover virtio_net virtio_rng)
+                virtio_pci virtio_mmio virtio_blk failover net_failover virtio_net
+                virtio_rng)
 
 # The guest /init (write_guest_init) and /etc (write_etc) live in lib.sh:
 # scripts/rootfs.sh installs the very same init as the disk image's
