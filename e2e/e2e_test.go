@@ -154,7 +154,9 @@ func bootOnce(t *testing.T, g guest, cmdline, action string, extra ...string) (r
 	root := repoRoot(t)
 	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
 	defer cancel()
-	args := append([]string{"boot", "--kernel", g.kernel, "--initrd", g.initrd,
+	// --log-level info: how the guest ended (and a triple fault's
+	// registers) goes to stderr, so a boot that ends early says why.
+	args := append([]string{"boot", "--log-level", "info", "--kernel", g.kernel, "--initrd", g.initrd,
 		"--append", cmdline + " govmm.action=" + action}, extra...)
 	cmd := exec.CommandContext(ctx, filepath.Join(root, "bin", "govmm"), args...)
 	cmd.Cancel = quitForStacks(cmd)

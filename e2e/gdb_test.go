@@ -50,7 +50,8 @@ func TestGDBStub(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
 	defer cancel()
 	var console syncBuffer
-	vm := exec.CommandContext(ctx, filepath.Join(root, "bin/govmm"), "boot",
+	// --log-level info, so that a boot that ends early says how.
+	vm := exec.CommandContext(ctx, filepath.Join(root, "bin/govmm"), "boot", "--log-level", "info",
 		"--kernel", g.kernel, "--initrd", g.initrd, "--gdb", "127.0.0.1:0",
 		"--append", "console=ttyS0 reboot=k panic=-1 nokaslr govmm.action=reboot")
 	vm.Stdout, vm.Stderr = &console, &console
